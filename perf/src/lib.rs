@@ -1,0 +1,3 @@
+//! weft-perf: load generators, sinks and baseline forwarders for Weft's benchmarks.
+//!
+//! Built by the data-plane and line-rate issues; figures go to `perf/RESULTS.md`.

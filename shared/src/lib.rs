@@ -1,0 +1,24 @@
+//! weft-shared: the contracts every Weft process agrees on.
+//!
+//! - [`ids`] and [`time`]: typed identifiers and time as an input.
+//! - [`wire`]: packet formats on overlay links (zerocopy views plus `Repr` parse/emit),
+//!   specified in `docs/wire.md`.
+//! - [`shm`]: the shared memory between the data plane and the control plane (FIB generations,
+//!   link statistics, punt/inject rings), specified in `docs/shm.md`. This is one of the two
+//!   places where `unsafe` lives.
+//! - [`session`]: the protocol between clients and their node, specified in `docs/session.md`.
+//! - [`config`]: the overlay's TOML config, parsed once into typed values.
+//! - [`drop_reason`]: why a packet was dropped, counted per reason.
+//!
+//! Nothing here reads a clock or opens a socket; the drivers (data plane engine, control plane
+//! daemon, simulator) do I/O and pass time in.
+
+pub mod config;
+pub mod drop_reason;
+pub mod ids;
+pub mod session;
+pub mod shm;
+pub mod time;
+pub mod wire;
+
+pub use drop_reason::DropReason;
