@@ -10,9 +10,19 @@ use core::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DropReason {
     /// Fewer bytes than the fixed header needs: (needed, got).
-    Truncated { needed: usize, got: usize },
+    Truncated {
+        /// Bytes the header needs.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
     /// A length field points past the end of the buffer or exceeds a limit.
-    BadLength { field: &'static str, value: usize },
+    BadLength {
+        /// The length field.
+        field: &'static str,
+        /// Its value.
+        value: usize,
+    },
     /// The wire version is not one this build speaks.
     UnsupportedVersion(u8),
     /// The packet type byte is unknown.
@@ -20,9 +30,17 @@ pub enum DropReason {
     /// A record kind is unknown or not allowed in this packet type.
     UnknownRecordKind(u8),
     /// A field holds a value outside its range (e.g. node id 0, link id past the maximum).
-    BadField { field: &'static str, value: u64 },
+    BadField {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+    },
     /// Reserved bits that must be zero were set.
-    ReservedBitsSet { field: &'static str },
+    ReservedBitsSet {
+        /// The field whose reserved bits were set.
+        field: &'static str,
+    },
     /// The AEAD tag did not verify.
     BadTag,
     /// The packet number was already seen or is too old for the replay window.
@@ -90,7 +108,9 @@ impl DropReason {
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DropReason::Truncated { needed, got } => write!(f, "truncated: need {needed} B, got {got}"),
+            DropReason::Truncated { needed, got } => {
+                write!(f, "truncated: need {needed} B, got {got}")
+            }
             DropReason::BadLength { field, value } => write!(f, "bad length in {field}: {value}"),
             DropReason::UnsupportedVersion(v) => write!(f, "unsupported wire version {v}"),
             DropReason::UnknownPacketType(t) => write!(f, "unknown packet type {t:#04x}"),
@@ -116,6 +136,9 @@ mod tests {
     fn names_match_indices() {
         assert_eq!(DropReason::QueueFull.index(), DropReason::COUNT - 1);
         assert_eq!(DropReason::BadTag.name(), "bad_tag");
-        assert_eq!(DropReason::Truncated { needed: 1, got: 0 }.name(), "truncated");
+        assert_eq!(
+            DropReason::Truncated { needed: 1, got: 0 }.name(),
+            "truncated"
+        );
     }
 }
