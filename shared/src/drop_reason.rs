@@ -90,7 +90,9 @@ impl DropReason {
 impl fmt::Display for DropReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DropReason::Truncated { needed, got } => write!(f, "truncated: need {needed} B, got {got}"),
+            DropReason::Truncated { needed, got } => {
+                write!(f, "truncated: need {needed} B, got {got}")
+            }
             DropReason::BadLength { field, value } => write!(f, "bad length in {field}: {value}"),
             DropReason::UnsupportedVersion(v) => write!(f, "unsupported wire version {v}"),
             DropReason::UnknownPacketType(t) => write!(f, "unknown packet type {t:#04x}"),
@@ -116,6 +118,9 @@ mod tests {
     fn names_match_indices() {
         assert_eq!(DropReason::QueueFull.index(), DropReason::COUNT - 1);
         assert_eq!(DropReason::BadTag.name(), "bad_tag");
-        assert_eq!(DropReason::Truncated { needed: 1, got: 0 }.name(), "truncated");
+        assert_eq!(
+            DropReason::Truncated { needed: 1, got: 0 }.name(),
+            "truncated"
+        );
     }
 }

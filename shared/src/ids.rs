@@ -22,7 +22,11 @@ pub struct NodeId(u16);
 impl NodeId {
     /// The node id `raw`, or `None` if it is 0 or above [`MAX_NODE_ID`].
     pub const fn new(raw: u16) -> Option<Self> {
-        if raw == 0 || raw > MAX_NODE_ID { None } else { Some(NodeId(raw)) }
+        if raw == 0 || raw > MAX_NODE_ID {
+            None
+        } else {
+            Some(NodeId(raw))
+        }
     }
 
     /// The id as carried on the wire and in tables.
@@ -43,7 +47,11 @@ pub struct LinkId(u16);
 impl LinkId {
     /// The link id `raw`, or `None` if it is [`MAX_LINKS`] or above.
     pub const fn new(raw: u16) -> Option<Self> {
-        if raw >= MAX_LINKS { None } else { Some(LinkId(raw)) }
+        if raw >= MAX_LINKS {
+            None
+        } else {
+            Some(LinkId(raw))
+        }
     }
 
     /// The id as carried on the wire (also its bit index in a link bitmask).
@@ -59,7 +67,11 @@ pub struct PathId(u8);
 impl PathId {
     /// The path id `raw`, or `None` if it is [`MAX_PATHS_PER_LINK`] or above.
     pub const fn new(raw: u8) -> Option<Self> {
-        if raw >= MAX_PATHS_PER_LINK { None } else { Some(PathId(raw)) }
+        if raw >= MAX_PATHS_PER_LINK {
+            None
+        } else {
+            Some(PathId(raw))
+        }
     }
 
     /// The id as carried on the wire.
