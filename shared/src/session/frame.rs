@@ -319,15 +319,25 @@ impl RecvBuf {
         self.end = (self.end + n).min(self.buf.len());
     }
 
-    /// Reads once from `r` into the free space; `Ok(0)` means end of stream (or a full buffer).
+    /// Reads once from `r` into the free space; `Ok(0)` means end of stream. A buffer with no
+    /// free space is an error rather than `Ok(0)`, so it is never mistaken for end of stream:
+    /// the caller must take and consume frames first (it holds at least one complete frame
+    /// whenever the capacity is at least [`MAX_FRAME_SIZE`]).
     pub fn read_from<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<usize> {
         let spare = self.spare_mut();
         if spare.is_empty() {
-            return Ok(0);
+            return Err(io::Error::other(
+                "receive buffer full: consume frames before reading",
+            ));
         }
         let n = r.read(spare)?;
         self.commit(n);
         Ok(n)
+    }
+
+    /// Whether the buffer has no free space left (see [`read_from`](Self::read_from)).
+    pub fn is_full(&self) -> bool {
+        self.end - self.start == self.buf.len()
     }
 
     /// The received, unconsumed bytes.
@@ -449,5 +459,19 @@ mod tests {
         assert_eq!(f.body, &[0xaa; 100][..]);
         rb.consume(one.len());
         assert!(rb.data().is_empty());
+    }
+
+    #[test]
+    fn full_buffer_is_an_error_not_end_of_stream() {
+        let mut rb = RecvBuf::new(0);
+        let cap = rb.spare_mut().len();
+        rb.commit(cap);
+        assert!(rb.is_full());
+        let mut src: &[u8] = b"more";
+        assert!(rb.read_from(&mut src).is_err());
+        assert_eq!(src, b"more", "nothing was read");
+        rb.consume(1);
+        assert!(!rb.is_full());
+        assert_eq!(rb.read_from(&mut src).unwrap(), 1);
     }
 }

@@ -107,7 +107,7 @@ pub struct Welcome {
     pub version: u16,
     /// The node the client is attached to.
     pub node: NodeId,
-    /// The largest payload the node accepts in `Send` (at most [`MAX_PAYLOAD`]).
+    /// The largest payload the node accepts in `Send` (at most [`MAX_PAYLOAD`](super::MAX_PAYLOAD)).
     pub max_payload: u32,
     /// Credits a new flow starts with, unless `FlowOpened` says otherwise.
     pub default_credits: u32,
