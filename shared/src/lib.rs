@@ -10,8 +10,9 @@
 //! - [`config`]: the overlay's TOML config, parsed once into typed values.
 //! - [`drop_reason`]: why a packet was dropped, counted per reason.
 //!
-//! Nothing here reads a clock or opens a socket; the drivers (data plane engine, control plane
-//! daemon, simulator) do I/O and pass time in.
+//! Nothing here reads a clock: the drivers (data plane engine, control plane daemon, simulator)
+//! pass time in. The only I/O is at the edges: mapping shared memory (`shm`) and binding the
+//! session socket (`session::bind_listener`); codecs and tables work on caller buffers.
 
 pub mod config;
 pub mod drop_reason;
