@@ -112,12 +112,16 @@ fn timers(raw: &RawTimers, path: &FieldPath) -> Result<Timers> {
         .map_err(at("link_state_max_age_ms"))?;
     let fib = ranged(raw.fib_publish_min_interval_ms, 5, 0, 10_000, " ms")
         .map_err(at("fib_publish_min_interval_ms"))?;
+    // Say which side of a broken relation the file left at its default.
+    let note = |given: Option<i64>| if given.is_some() { "" } else { ", the default" };
     // A path must survive two lost hellos in a row, plus jitter: strictly more than three
     // intervals without a hello before it is declared down.
     if dead <= 3 * hello {
         let reason = format!(
-            "path_dead_after_ms ({dead}) must be more than 3 × hello_interval_ms \
-             (3 × {hello} = {})",
+            "path_dead_after_ms ({dead}{}) must be more than 3 × hello_interval_ms \
+             (3 × {hello}{} = {})",
+            note(raw.path_dead_after_ms),
+            note(raw.hello_interval_ms),
             3 * hello
         );
         return Err((
@@ -128,8 +132,10 @@ fn timers(raw: &RawTimers, path: &FieldPath) -> Result<Timers> {
     // One lost refresh must not age out a neighbour's link state.
     if max_age < 2 * refresh {
         let reason = format!(
-            "link_state_max_age_ms ({max_age}) must be at least 2 × link_state_refresh_ms \
-             (2 × {refresh} = {})",
+            "link_state_max_age_ms ({max_age}{}) must be at least 2 × link_state_refresh_ms \
+             (2 × {refresh}{} = {})",
+            note(raw.link_state_max_age_ms),
+            note(raw.link_state_refresh_ms),
             2 * refresh
         );
         return Err((
@@ -140,7 +146,9 @@ fn timers(raw: &RawTimers, path: &FieldPath) -> Result<Timers> {
     // The FIB throttle must not hold back a reaction longer than a failure takes to detect.
     if fib >= dead {
         let reason = format!(
-            "fib_publish_min_interval_ms ({fib}) must be less than path_dead_after_ms ({dead})"
+            "fib_publish_min_interval_ms ({fib}{}) must be less than path_dead_after_ms ({dead}{})",
+            note(raw.fib_publish_min_interval_ms),
+            note(raw.path_dead_after_ms)
         );
         return Err((
             path.key("fib_publish_min_interval_ms"),

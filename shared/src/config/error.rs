@@ -133,7 +133,12 @@ struct Inner {
 impl ConfigError {
     /// An error of kind `kind` at `path` in `file`, without a text location.
     pub fn new(file: &str, path: FieldPath, kind: ConfigErrorKind) -> Self {
-        ConfigError(Box::new(Inner { file: file.to_owned(), location: None, path, kind }))
+        ConfigError(Box::new(Inner {
+            file: file.to_owned(),
+            location: None,
+            path,
+            kind,
+        }))
     }
 
     /// The file name as given to the loader.

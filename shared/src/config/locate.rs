@@ -16,6 +16,10 @@ use super::error::{FieldPath, Segment};
 ///
 /// Returns the root when nothing matches (e.g. an error about the document as a whole).
 pub(crate) fn path_at(root: &DeTable<'_>, target: &Range<usize>) -> FieldPath {
+    // toml gives the document root the empty span 0..0, so an empty span means the root.
+    if target.is_empty() {
+        return FieldPath::root();
+    }
     let mut best: Option<(usize, usize, FieldPath)> = None;
     walk_table(root, &mut FieldPath::root(), target, &mut best);
     best.map_or_else(FieldPath::root, |(_, _, path)| path)
@@ -33,9 +37,7 @@ pub(crate) fn span_of(root: &Spanned<DeTable<'_>>, path: &FieldPath) -> Option<R
                 .iter()
                 .find(|(k, _)| k.get_ref().as_ref() == key.as_str())
                 .map(|(_, v)| v),
-            (Segment::Index { index, .. }, _, Some(DeValue::Array(array))) => {
-                array.get(*index)
-            }
+            (Segment::Index { index, .. }, _, Some(DeValue::Array(array))) => array.get(*index),
             _ => None,
         };
         let Some(next) = next else { break };

@@ -32,6 +32,7 @@ pub mod raw;
 mod types;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "a test should fail loudly")]
 mod tests;
 
 use std::path::Path;
@@ -226,7 +227,8 @@ fn parse_raw(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
     let deserializer = toml::de::Deserializer::from(doc);
     serde::Deserialize::deserialize(deserializer).map_err(|e: toml::de::Error| {
         let span = e.span();
-        let message = e.message().to_owned();
+        // serde names Rust types; the file's author thinks in TOML types.
+        let message = e.message().replace("expected i64", "expected an integer");
         let mut path = match (&span, DeTable::parse(text)) {
             (Some(span), Ok(doc)) => locate::path_at(doc.get_ref(), span),
             _ => FieldPath::root(),
