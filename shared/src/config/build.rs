@@ -28,6 +28,8 @@ const MAX_CORE: i64 = 4095;
 const MAX_COST_US: i64 = 10_000_000;
 /// Smallest MTU: the IPv4 minimum reassembly size, below which no overlay header fits.
 const MIN_MTU: i64 = 576;
+/// MTU of a link that does not set one: Ethernet's.
+const DEFAULT_MTU: i64 = 1500;
 
 type Result<T> = core::result::Result<T, (FieldPath, Kind)>;
 
@@ -85,33 +87,73 @@ fn overlay(raw: &RawOverlay, path: &FieldPath) -> Result<Overlay> {
     })
 }
 
-/// A value in `min..=max`, or `default` when absent.
-fn ranged(value: Option<i64>, default: i64, min: i64, max: i64, unit: &str) -> Result<i64> {
+/// The value at `path`, or `default` when absent; it must lie in `range` (`unit` is for the
+/// message).
+fn ranged(
+    value: Option<i64>,
+    default: i64,
+    range: core::ops::RangeInclusive<i64>,
+    unit: &str,
+    path: FieldPath,
+) -> Result<i64> {
     let v = value.unwrap_or(default);
-    if (min..=max).contains(&v) {
+    if range.contains(&v) {
         Ok(v)
     } else {
-        let reason = format!("{v}{unit} is out of range {min}..={max}{unit}");
-        Err((FieldPath::root(), Kind::bad(reason)))
+        let (min, max) = (range.start(), range.end());
+        Err((
+            path,
+            Kind::bad(format!("{v}{unit} is out of range {min}..={max}{unit}")),
+        ))
     }
 }
 
 fn timers(raw: &RawTimers, path: &FieldPath) -> Result<Timers> {
-    let at = |field: &str| {
-        let p = path.key(field);
-        move |(_, kind): (FieldPath, Kind)| (p.clone(), kind)
-    };
-    let hello =
-        ranged(raw.hello_interval_ms, 10, 1, 10_000, " ms").map_err(at("hello_interval_ms"))?;
-    let dead =
-        ranged(raw.path_dead_after_ms, 100, 1, 600_000, " ms").map_err(at("path_dead_after_ms"))?;
-    let up = ranged(raw.path_up_after_hellos, 3, 1, 100, "").map_err(at("path_up_after_hellos"))?;
-    let refresh = ranged(raw.link_state_refresh_ms, 30_000, 100, 3_600_000, " ms")
-        .map_err(at("link_state_refresh_ms"))?;
-    let max_age = ranged(raw.link_state_max_age_ms, 120_000, 200, 86_400_000, " ms")
-        .map_err(at("link_state_max_age_ms"))?;
-    let fib = ranged(raw.fib_publish_min_interval_ms, 5, 0, 10_000, " ms")
-        .map_err(at("fib_publish_min_interval_ms"))?;
+    let d = Timers::default();
+    let ms = |d: core::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let at = |field: &str| path.key(field);
+    let hello = ranged(
+        raw.hello_interval_ms,
+        ms(d.hello_interval),
+        1..=10_000,
+        " ms",
+        at("hello_interval_ms"),
+    )?;
+    let dead = ranged(
+        raw.path_dead_after_ms,
+        ms(d.path_dead_after),
+        1..=600_000,
+        " ms",
+        at("path_dead_after_ms"),
+    )?;
+    let up = ranged(
+        raw.path_up_after_hellos,
+        i64::from(d.path_up_after_hellos),
+        1..=100,
+        "",
+        at("path_up_after_hellos"),
+    )?;
+    let refresh = ranged(
+        raw.link_state_refresh_ms,
+        ms(d.link_state_refresh),
+        100..=3_600_000,
+        " ms",
+        at("link_state_refresh_ms"),
+    )?;
+    let max_age = ranged(
+        raw.link_state_max_age_ms,
+        ms(d.link_state_max_age),
+        200..=86_400_000,
+        " ms",
+        at("link_state_max_age_ms"),
+    )?;
+    let fib = ranged(
+        raw.fib_publish_min_interval_ms,
+        ms(d.fib_publish_min_interval),
+        0..=10_000,
+        " ms",
+        at("fib_publish_min_interval_ms"),
+    )?;
     // Say which side of a broken relation the file left at its default.
     let note = |given: Option<i64>| if given.is_some() { "" } else { ", the default" };
     // A path must survive two lost hellos in a row, plus jitter: strictly more than three
@@ -155,14 +197,14 @@ fn timers(raw: &RawTimers, path: &FieldPath) -> Result<Timers> {
             Kind::TimersInconsistent { reason },
         ));
     }
-    let ms = |v: i64| core::time::Duration::from_millis(v.unsigned_abs());
+    let dur = |v: i64| core::time::Duration::from_millis(v.unsigned_abs());
     Ok(Timers {
-        hello_interval: ms(hello),
-        path_dead_after: ms(dead),
+        hello_interval: dur(hello),
+        path_dead_after: dur(dead),
         path_up_after_hellos: u32::try_from(up).unwrap_or(1),
-        link_state_refresh: ms(refresh),
-        link_state_max_age: ms(max_age),
-        fib_publish_min_interval: ms(fib),
+        link_state_refresh: dur(refresh),
+        link_state_max_age: dur(max_age),
+        fib_publish_min_interval: dur(fib),
     })
 }
 
@@ -366,12 +408,14 @@ fn check_shm_name(name: &str) -> core::result::Result<(), Kind> {
 fn check_socket_path(path: &str) -> core::result::Result<(), Kind> {
     if !path.starts_with('/') || path.ends_with('/') || path.contains('\0') {
         return Err(Kind::bad(format!(
-            "socket path \"{path}\" must be an absolute file path (start with '/', not end with '/')"
+            "socket path \"{path}\" must be an absolute file path \
+             (start with '/', not end with '/')"
         )));
     }
     if path.len() > MAX_SOCKET_PATH_LEN {
         return Err(Kind::bad(format!(
-            "socket path \"{path}\" is {} bytes; Unix socket paths hold at most {MAX_SOCKET_PATH_LEN}",
+            "socket path \"{path}\" is {} bytes; Unix socket paths hold at most \
+             {MAX_SOCKET_PATH_LEN}",
             path.len()
         )));
     }
@@ -470,10 +514,14 @@ fn link(
         )
     })?;
 
-    let cost =
-        ranged(Some(raw.cost), 0, 1, MAX_COST_US, " µs").map_err(|(_, k)| (path.key("cost"), k))?;
-    let mtu =
-        ranged(raw.mtu, 1500, MIN_MTU, 65_535, " bytes").map_err(|(_, k)| (path.key("mtu"), k))?;
+    let cost = ranged(Some(raw.cost), 0, 1..=MAX_COST_US, " µs", path.key("cost"))?;
+    let mtu = ranged(
+        raw.mtu,
+        DEFAULT_MTU,
+        MIN_MTU..=65_535,
+        " bytes",
+        path.key("mtu"),
+    )?;
 
     let swapped = node_a.id > node_b.id;
     let paths = match &raw.paths {

@@ -1,10 +1,11 @@
 //! The overlay's one TOML config file, parsed once into typed values.
 //!
 //! Every node reads the same file plus its own [`NodeId`]. Loading goes text → spanned TOML
-//! document → serde [`raw`] structs (unknown keys rejected) → [`Config`], whose values are typed
-//! ([`NodeId`], [`LinkId`], [`PathId`], [`SocketAddr`], [`Duration`](core::time::Duration)) and
-//! valid by construction: nothing downstream re-checks them (STYLE.md §5). The schema, every
-//! default and every error message are described in `docs/config.md`.
+//! document → serde [`raw`] structs (unknown keys rejected) → [`Config`], whose values are
+//! typed ([`NodeId`], [`LinkId`], [`PathId`](crate::ids::PathId),
+//! [`SocketAddr`](std::net::SocketAddr), [`Duration`](core::time::Duration)) and valid by
+//! construction: nothing downstream re-checks them (STYLE.md §5). The schema, every default and
+//! every error message are described in `docs/config.md`.
 //!
 //! ```no_run
 //! use weft_shared::config::Config;
@@ -12,11 +13,12 @@
 //!
 //! # fn main() -> Result<(), weft_shared::config::ConfigError> {
 //! let config = Config::load("config/demo.toml")?;
-//! let me = NodeId::new(3).ok_or_else(|| unreachable!())?;
+//! let me = NodeId::new(3).expect("3 is a valid node id");
 //! for end in config.links_of(me) {
 //!     for path in end.paths() {
-//!         println!("link {} path {}: {} -> {} (node {})",
-//!             end.id(), path.id, path.local.addr, path.remote.addr, end.neighbour());
+//!         let (from, to) = (path.local.addr, path.remote.addr);
+//!         let (link, peer) = (end.id(), end.neighbour());
+//!         println!("link {link} path {}: {from} -> {to} (node {peer})", path.id);
 //!     }
 //! }
 //! println!("config hash {}", config.hash());
@@ -32,7 +34,11 @@ pub mod raw;
 mod types;
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "a test should fail loudly")]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a test should fail loudly"
+)]
 mod tests;
 
 use std::path::Path;

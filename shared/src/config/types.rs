@@ -88,6 +88,20 @@ impl Timers {
     }
 }
 
+impl Default for Timers {
+    /// The defaults documented in `docs/config.md`, which are consistent with each other.
+    fn default() -> Self {
+        Timers {
+            hello_interval: Duration::from_millis(10),
+            path_dead_after: Duration::from_millis(100),
+            path_up_after_hellos: 3,
+            link_state_refresh: Duration::from_millis(30_000),
+            link_state_max_age: Duration::from_millis(120_000),
+            fib_publish_min_interval: Duration::from_millis(5),
+        }
+    }
+}
+
 /// An ISP's short name: 1..=[`MAX_ISP_NAME_LEN`] ASCII letters, digits, `-` or `_`.
 ///
 /// Stored inline so that it is `Copy` and can sit in per-path tables.

@@ -468,7 +468,8 @@ fn too_many_default_paths_asks_for_an_explicit_list() {
     let mut text = base();
     for n in [2, 3] {
         let extra = format!(
-            "[[node.interface]]\nisp = \"z{n}\"\naddr = \"127.0.3.{n}:1\"\n\n[[node.interface]]\nisp = \"a\""
+            "[[node.interface]]\nisp = \"z{n}\"\naddr = \"127.0.3.{n}:1\"\n\n\
+             [[node.interface]]\nisp = \"a\""
         );
         text = edit(
             &text,

@@ -113,6 +113,16 @@ fn every_change_of_meaning_changes_the_hash() {
             "name = \"one\"\n",
             "name = \"one\"\nshm_name = \"other\"\n",
         ),
+        edit(
+            &b,
+            "name = \"one\"\n",
+            "name = \"one\"\nctl_socket = \"/tmp/x.ctl\"\n",
+        ),
+        edit(
+            &b,
+            "isp = \"b\"\naddr = \"127.0.2.3",
+            "isp = \"c\"\naddr = \"127.0.2.3",
+        ),
         t("hello_interval_ms = 11"),
         t("path_dead_after_ms = 101"),
         t("path_up_after_hellos = 4"),

@@ -15,6 +15,7 @@ fn base_parses() {
 fn defaults_fill_in() {
     let c = parse(&base()).unwrap();
     let t = c.timers();
+    assert_eq!(*t, Timers::default());
     assert_eq!(t.hello_interval().as_millis(), 10);
     assert_eq!(t.path_dead_after().as_millis(), 100);
     assert_eq!(t.path_up_after_hellos(), 3);
