@@ -1,0 +1,190 @@
+//! The config hash follows meaning, not text.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::*;
+
+/// `base()` rewritten: comments, blank lines, key order, block order, inline tables, hex
+/// integers and spelled-out defaults; the same meaning.
+const REFORMATTED: &str = r#"
+# A comment at the top.
+[[link]]
+cost = 1000          # key order differs
+nodes = [2, 3]
+id = 0x7
+paths = [["a", "a"], ["b", "b"]]   # the default, spelled out
+mtu = 1500
+
+[[node]]
+name = "three"
+id = 3
+interface = [ { addr = "127.0.1.3:7003", isp = "a" }, { isp = "b", addr = "127.0.2.3:7003" } ]
+
+[overlay]
+auth = "none"
+name = "t"
+
+[[node]]
+id = 1
+name = "one"
+cores = [0]
+session_socket = "/run/weft/node1.sock"
+ctl_socket = "/run/weft/node1.ctl"
+shm_name = "weft-t-node1"
+
+    [[node.interface]]
+    # Interfaces in the other order.
+    isp = "b"
+    addr = "127.0.2.1:7001"
+
+    [[node.interface]]
+    isp = "a"
+    addr = "127.0.1.1:7001"
+
+[[node]]
+id = 2
+name = "two"
+[[node.interface]]
+isp = "a"
+addr = "127.0.1.2:7002"
+[[node.interface]]
+isp = "b"
+addr = "127.0.2.2:7002"
+
+[[link]]
+id = 0
+nodes = [2, 1]
+cost = 1_000
+
+[timers]
+hello_interval_ms = 10
+path_dead_after_ms = 100
+path_up_after_hellos = 3
+link_state_refresh_ms = 30000
+link_state_max_age_ms = 120000
+fib_publish_min_interval_ms = 5
+"#;
+
+#[test]
+fn reformatting_keeps_the_hash() {
+    let reformatted = format!("schema = 1\n{REFORMATTED}");
+    let (a, b) = (parse(&base()).unwrap(), parse(&reformatted).unwrap());
+    assert_eq!(a, b);
+    assert_eq!(a.hash(), b.hash());
+}
+
+#[test]
+fn every_change_of_meaning_changes_the_hash() {
+    let b = base();
+    let t = |body: &str| format!("{b}\n[timers]\n{body}\n");
+    let variants = [
+        edit(
+            &b,
+            "nodes = [2, 3]\ncost = 1000",
+            "nodes = [2, 3]\ncost = 1001",
+        ),
+        edit(&b, "nodes = [2, 3]\n", "nodes = [2, 3]\nmtu = 1400\n"),
+        edit(
+            &b,
+            "nodes = [2, 3]\n",
+            "nodes = [2, 3]\npaths = [[\"b\", \"b\"], [\"a\", \"a\"]]\n",
+        ),
+        edit(
+            &b,
+            "nodes = [2, 3]\n",
+            "nodes = [2, 3]\npaths = [[\"a\", \"a\"]]\n",
+        ),
+        edit(&b, "id = 7\n", "id = 8\n"),
+        edit(&b, "name = \"two\"", "name = \"deux\""),
+        edit(&b, "name = \"t\"", "name = \"u\""),
+        edit(&b, "127.0.2.3:7003", "127.0.2.3:7004"),
+        edit(&b, "name = \"one\"\n", "name = \"one\"\ncores = [1]\n"),
+        edit(&b, "name = \"one\"\n", "name = \"one\"\ncores = [0, 1]\n"),
+        edit(
+            &b,
+            "name = \"one\"\n",
+            "name = \"one\"\nsession_socket = \"/tmp/x.sock\"\n",
+        ),
+        edit(
+            &b,
+            "name = \"one\"\n",
+            "name = \"one\"\nshm_name = \"other\"\n",
+        ),
+        edit(
+            &b,
+            "name = \"one\"\n",
+            "name = \"one\"\nctl_socket = \"/tmp/x.ctl\"\n",
+        ),
+        edit(
+            &b,
+            "isp = \"b\"\naddr = \"127.0.2.3",
+            "isp = \"c\"\naddr = \"127.0.2.3",
+        ),
+        t("hello_interval_ms = 11"),
+        t("path_dead_after_ms = 101"),
+        t("path_up_after_hellos = 4"),
+        t("link_state_refresh_ms = 30001"),
+        t("link_state_max_age_ms = 120001"),
+        t("fib_publish_min_interval_ms = 0"),
+    ];
+    let mut hashes = BTreeSet::from([parse(&b).unwrap().hash()]);
+    for v in &variants {
+        let h = parse(v).unwrap().hash();
+        assert!(hashes.insert(h), "hash {h} repeats for variant:\n{v}");
+    }
+}
+
+#[test]
+fn hash_shows_as_16_hex_digits() {
+    assert_eq!(ConfigHash::from_u64(0xab).to_string(), "00000000000000ab");
+    let shown = parse(&base()).unwrap().hash().to_string();
+    assert_eq!(shown.len(), 16);
+    assert!(
+        shown
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+}
+
+/// Pins the canonical encoding (the value was reproduced independently from the encoding as
+/// written in docs/config.md). If this changes, every deployed node disagrees with every
+/// upgraded one, so it may only change together with SCHEMA_VERSION.
+#[test]
+fn hash_encoding_is_pinned() {
+    assert_eq!(
+        parse(&base()).unwrap().hash().to_string(),
+        "2e98273bbb64063a"
+    );
+}
+
+proptest! {
+    /// Any order of nodes, links and interfaces in the file gives the same config and hash.
+    #[test]
+    fn block_order_does_not_matter(seed in any::<u64>()) {
+        let raw: RawConfig = toml::from_str(&base()).unwrap();
+        let reference = Config::try_from(raw.clone()).unwrap();
+        let mut shuffled = raw;
+        shuffle(&mut shuffled.nodes, seed);
+        shuffle(&mut shuffled.links, seed.rotate_left(17));
+        for (i, n) in shuffled.nodes.iter_mut().enumerate() {
+            shuffle(&mut n.interfaces, seed ^ i as u64);
+        }
+        let config = Config::try_from(shuffled).unwrap();
+        prop_assert_eq!(config.hash(), reference.hash());
+        prop_assert_eq!(config, reference);
+    }
+}
+
+/// A deterministic Fisher-Yates shuffle driven by a xorshift generator seeded with `seed`.
+fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut x = seed | 1;
+    for i in (1..items.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        items.swap(i, usize::try_from(x % (i as u64 + 1)).unwrap());
+    }
+}
