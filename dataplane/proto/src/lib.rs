@@ -4,3 +4,5 @@
 //! `poll_transmit(now, ..)`, `poll_timeout()` and `poll_event()`; it never reads a clock or
 //! touches a socket, so the engine and the simulator run the same code. Built by the data-plane
 //! issue; see the README for what exists today.
+
+pub mod link_monitor;
