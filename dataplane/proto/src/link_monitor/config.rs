@@ -7,6 +7,7 @@
 use core::fmt;
 use core::time::Duration;
 
+use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, MAX_PATHS_PER_LINK};
 
 use super::seq_window::LOSS_WINDOW;
@@ -25,8 +26,8 @@ pub struct LinkMonitorConfig {
     /// later.
     pub dead_after: Duration,
     /// A path comes up once the peer's last `up_after_hellos` hellos on it, all sent after the path
-    /// was last down, have arrived (default 3; at most 64). Losing one restarts the count, which is
-    /// the hysteresis that keeps a failing path from flapping.
+    /// was last down, have arrived (default 3; at most 100). Losing one restarts the count, which
+    /// is the hysteresis that keeps a failing path from flapping.
     pub up_after_hellos: u8,
     /// RTT samples above this are discarded as implausible (default 5 s).
     pub max_rtt: Duration,
@@ -84,7 +85,7 @@ pub enum LinkMonitorConfigError {
     HelloInterval(Duration),
     /// `dead_after` is zero.
     DeadAfter(Duration),
-    /// `up_after_hellos` is 0 or above 64.
+    /// `up_after_hellos` is 0 or above 100.
     UpAfterHellos(u8),
     /// `max_rtt` is zero or does not fit the u32 microseconds of the echo hold time.
     MaxRtt(Duration),
@@ -100,7 +101,10 @@ impl fmt::Display for LinkMonitorConfigError {
             }
             Self::HelloInterval(d) => write!(f, "hello interval {d:?} is below 1 us"),
             Self::DeadAfter(d) => write!(f, "dead-after {d:?} must be positive"),
-            Self::UpAfterHellos(n) => write!(f, "up-after-hellos {n} is outside 1..=64"),
+            Self::UpAfterHellos(n) => write!(
+                f,
+                "up-after-hellos {n} is outside 1..={MAX_UP_AFTER_HELLOS}"
+            ),
             Self::MaxRtt(d) => write!(f, "max RTT {d:?} is zero or above u32::MAX us"),
             Self::LocalVersions(v) => {
                 write!(f, "local version range {}..={} is empty", v.min, v.max)
@@ -112,10 +116,23 @@ impl fmt::Display for LinkMonitorConfigError {
 impl std::error::Error for LinkMonitorConfigError {}
 
 /// Most hellos `up_after_hellos` may ask for: the proof must fit well inside the loss window.
-pub(super) const MAX_UP_AFTER_HELLOS: u8 = 64;
+pub(super) const MAX_UP_AFTER_HELLOS: u8 = 100;
 const _: () = assert!((MAX_UP_AFTER_HELLOS as u32) < LOSS_WINDOW);
 
 impl LinkMonitorConfig {
+    /// The settings for a link with `path_count` paths from the overlay config's `[timers]`
+    /// (`hello_interval_ms`, `path_dead_after_ms`, `path_up_after_hellos`); the rest default.
+    pub fn from_timers(timers: &Timers, path_count: u8, phase_seed: u64) -> Self {
+        LinkMonitorConfig {
+            path_count,
+            hello_interval: timers.hello_interval(),
+            dead_after: timers.path_dead_after(),
+            up_after_hellos: u8::try_from(timers.path_up_after_hellos()).unwrap_or(u8::MAX),
+            phase_seed,
+            ..LinkMonitorConfig::default()
+        }
+    }
+
     /// Checks every value once; the monitor relies on the result.
     pub(super) fn check(&self, local: &LocalIdentity) -> Result<(), LinkMonitorConfigError> {
         if self.path_count == 0 || self.path_count > MAX_PATHS_PER_LINK {
@@ -174,12 +191,12 @@ mod tests {
             Err(LinkMonitorConfigError::HelloInterval(_))
         ));
         let bad = LinkMonitorConfig {
-            up_after_hellos: 65,
+            up_after_hellos: 101,
             ..ok
         };
         assert_eq!(
             bad.check(&local()),
-            Err(LinkMonitorConfigError::UpAfterHellos(65))
+            Err(LinkMonitorConfigError::UpAfterHellos(101))
         );
         let bad = LinkMonitorConfig {
             dead_after: Duration::ZERO,
@@ -202,6 +219,13 @@ mod tests {
             ..local()
         };
         assert!(ok.check(&empty).is_err());
+    }
+
+    #[test]
+    fn overlay_timer_defaults_are_the_monitor_defaults() {
+        let from = LinkMonitorConfig::from_timers(&Timers::default(), 1, 0);
+        assert_eq!(from, LinkMonitorConfig::default());
+        assert_eq!(from.check(&local()), Ok(()));
     }
 
     #[test]

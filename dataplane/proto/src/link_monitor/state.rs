@@ -2,13 +2,13 @@
 //! (STYLE.md §6), so the code can only move a path along an edge listed here.
 //!
 //! ```text
-//!            Proven               Silent
-//!  Unknown ─────────► Up ◄──────────────────► Down
-//!     │               │       Proven            │
-//!     │ Mismatched    │ Mismatched   Mismatched │
-//!     └──────────► Mismatch ◄───────────────────┘
-//!                     │ Matched
-//!                     └──────────► Down
+//!  Unknown ───Proven───► Up ───Silent───► Down
+//!     │                  │ ▲                │
+//!     │                  │ └────Proven──────┤
+//!     │ Mismatched       │ Mismatched       │ Mismatched
+//!     └─────────────► Mismatch ◄────────────┘
+//!                        │ Matched
+//!                        └────────► Down
 //! ```
 
 /// The liveness of one path of a link.

@@ -424,3 +424,26 @@ fn a_peer_restart_is_reported_once_and_is_not_loss() {
     assert_eq!(ep.m.peer_incarnation(), Some(Incarnation(10)));
     assert_eq!(ep.m.active_path(), Some(path(0)));
 }
+
+#[test]
+fn paths_falling_together_give_one_active_path_change() {
+    let mut ep = Endpoint::new(3);
+    let mut peer = Peer::new();
+    for t in [5, 15, 25] {
+        for p in 0..3 {
+            let h = peer.next(path(p), ms(t));
+            ep.hello(ms(t), path(p), &h).unwrap();
+        }
+    }
+    ep.log.clear();
+    ep.advance(ms(500));
+    let expected = vec![
+        (ms(135), down(0)),
+        (ms(135), down(1)),
+        (ms(135), down(2)),
+        (ms(135), active(Some(0), None)),
+        (ms(135), LinkEvent::LinkDown),
+    ];
+    assert_eq!(ep.log, expected);
+    assert_eq!(ep.m.events_dropped(), 0);
+}
