@@ -64,13 +64,18 @@ impl<'a> Message<'a> {
                 let data = DataRepr::parse(body)?;
                 // Best effort has no link sequence and never retransmits.
                 let header = &record.header;
-                if data.overlay.link_proto == LinkProto::BestEffort
-                    && (header.link_seq != 0 || header.flags != RecordFlags::NONE)
-                {
-                    return Err(DropReason::BadField {
-                        field: "record.link_seq",
-                        value: header.link_seq.into(),
-                    });
+                if data.overlay.link_proto == LinkProto::BestEffort {
+                    if header.link_seq != 0 {
+                        return Err(DropReason::BadField {
+                            field: "record.link_seq",
+                            value: header.link_seq.into(),
+                        });
+                    }
+                    if header.flags != RecordFlags::NONE {
+                        return Err(DropReason::ReservedBitsSet {
+                            field: "record.flags",
+                        });
+                    }
                 }
                 Message::Data(data)
             }

@@ -182,6 +182,18 @@ fn best_effort_data_has_no_link_sequence() {
             value: 5
         })
     );
+    let mut w = PacketWriter::new(&mut buf, &link, 256).unwrap();
+    let be = golden_best_effort();
+    w.records()
+        .push_bytes(RecordKind::Data, RecordFlags::RETRANSMIT, 0, &be)
+        .unwrap();
+    let len = w.finish().unwrap();
+    assert_eq!(
+        parse_packet(&buf[..len]),
+        Err(DropReason::ReservedBitsSet {
+            field: "record.flags"
+        })
+    );
 }
 
 fn golden_best_effort() -> [u8; 44] {
