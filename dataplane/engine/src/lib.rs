@@ -2,4 +2,5 @@
 //!
 //! Built by the data-plane issue; see the README for what exists today.
 
+pub mod session;
 pub mod uring;
