@@ -269,4 +269,20 @@ fn a_disconnect_releases_ports_flows_and_groups() {
     assert_eq!(h.bind(&mut c, 6000), Port(6000));
     let s = h.server.stats();
     assert_eq!((s.clients, s.closed), (1, 2));
+
+    // The node may also close a client itself (a stall timeout, say): the same release.
+    let (mut d, _) = h.connect("d");
+    let cd = h.watched[1];
+    h.bind(&mut d, 7000);
+    assert_eq!(
+        h.request(&mut d, &ClientMessage::Join { group: GroupId(30) }),
+        Msg::Ok
+    );
+    h.server.disconnect(cd, &mut h.sink);
+    assert_eq!(h.sink.left.last(), Some(&(GroupId(30), cd)));
+    h.watched.retain(|&w| w != cd); // Unwatch, then reap.
+    h.server.reap(cd);
+    assert!(h.wait_closed(&mut d).is_empty());
+    assert_eq!(h.bind(&mut c, 7000), Port(7000));
+    assert_eq!(h.server.stats().clients, 1);
 }
