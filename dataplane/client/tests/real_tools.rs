@@ -165,8 +165,10 @@ fn a_paced_run_keeps_to_its_rate() {
     let sent = last_json(&finish(send, "weft-send"));
     // 300 messages at 1000/s take about 0.3 s; the sender's own clock says so too.
     assert!(start.elapsed() >= Duration::from_millis(280));
+    // Paced, not flat out (which is tens of thousands per second); the low end leaves room
+    // for a busy machine delaying the sender.
     let rate = sent["rate"].as_f64().unwrap();
-    assert!((800.0..=1200.0).contains(&rate), "{sent}");
+    assert!((500.0..=1100.0).contains(&rate), "{sent}");
     // Without --json the summary is for people.
     let out = finish(recv, "weft-recv");
     let text = String::from_utf8(out.stdout).unwrap();
