@@ -1,1 +1,0 @@
-//! Placeholder: built by the foundations issue.
