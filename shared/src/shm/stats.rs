@@ -544,7 +544,7 @@ mod tests {
             .collect();
         // Keep writing until the readers have read a good number of times under the writes.
         let mut k = 1;
-        while (k < 100_000 || reads.load(Ordering::Relaxed) < 10_000) && k < 100_000_000 {
+        while (k < 2_000_000 || reads.load(Ordering::Relaxed) < 500_000) && k < 100_000_000 {
             w.write_link(link(1), &sample(k));
             k += 1;
         }
@@ -552,7 +552,7 @@ mod tests {
         for handle in readers {
             handle.join().expect("reader saw a torn record");
         }
-        assert!(reads.load(Ordering::Relaxed) >= 10_000);
+        assert!(reads.load(Ordering::Relaxed) >= 500_000);
     }
 
     #[test]

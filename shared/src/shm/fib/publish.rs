@@ -103,6 +103,9 @@ pub(crate) fn init_control(region: &ShmRegion) {
 /// records its tid for liveness checks), so it is neither `Send` nor `Sync`.
 pub struct FibReader {
     region: Arc<ShmRegion>,
+    /// Cached section pointers: `enter` runs once per batch and skips the bounds checks.
+    control: NonNull<FibControl>,
+    buffers: [NonNull<FibTable>; 2],
     worker: usize,
     me: OwnerWord,
     _thread_bound: PhantomData<*const ()>,
@@ -129,12 +132,22 @@ impl FibReader {
             }
         })?;
         slot.epoch.store(QUIESCENT, Ordering::Release);
+        let control = region.section_ptr::<FibControl>(Section::FibControl, 0);
+        let buffers = [buffer(&region, 0), buffer(&region, 1)];
         Ok(FibReader {
             region,
+            control,
+            buffers,
             worker,
             me,
             _thread_bound: PhantomData,
         })
+    }
+
+    fn control(&self) -> &FibControl {
+        // SAFETY: checked by section_ptr at registration; the Arc keeps the mapping alive; the
+        // section is atomics plus reserved words nobody writes.
+        unsafe { self.control.as_ref() }
     }
 
     /// The worker index (slot) of this reader.
@@ -146,7 +159,7 @@ impl FibReader {
     /// route borrowed from it) ends before the next `enter` or `quiesce`.
     #[inline]
     pub fn enter(&mut self) -> FibView<'_> {
-        let ctrl = control(&self.region);
+        let ctrl = self.control();
         let slot = &ctrl.slots[self.worker];
         let mut g = ctrl.line.generation.load(Ordering::Acquire);
         for _ in 0..ENTER_RETRIES {
@@ -161,7 +174,7 @@ impl FibReader {
         // If the generation kept moving we read `g` with an epoch e < g. That is still safe:
         // buffer g & 1 is next rewritten for g + 2, which needs every epoch >= g + 1 > e, and the
         // fence pairing guarantees the writer sees e (we did not see its store of g + 1).
-        let ptr = buffer(&self.region, g);
+        let ptr = self.buffers[(g & 1) as usize];
         // SAFETY: the epoch protocol (module doc) keeps the writer out of buffer g & 1 until this
         // slot's epoch moves past it, which only happens through `enter`/`quiesce`/drop, all of
         // which need &mut self and so end this borrow first. The buffer is FromBytes, so any
@@ -198,9 +211,15 @@ pub struct FibView<'a> {
 }
 
 impl FibView<'_> {
-    /// The generation this view reads (from the control word; the table header should agree).
+    /// The generation this view reads (from the control word). The table's own header,
+    /// `view.table().generation()`, must agree; readers may check that as a sanity test.
     pub fn generation(&self) -> Generation {
         self.generation
+    }
+
+    /// The table itself (lookups also work on the view directly, through `Deref`).
+    pub fn table(&self) -> &FibTable {
+        self.table
     }
 }
 
