@@ -4,7 +4,7 @@
 //! - [`node`]: start-up and shutdown (config, shared memory, workers, attach socket, signals).
 //! - [`worker`]: the per-core loop; [`monitors`]: worker 0's link monitors; [`links`]: the
 //!   node's links shared by the workers; [`handoff`]: rings from the workers to worker 0;
-//!   [`session_glue`]: worker 0's session server adapter.
+//!   [`session`]: the session server clients talk to; [`session_glue`]: worker 0's adapter.
 //!
 //! `docs/dataplane.md` describes the process as a whole.
 
@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod links;
 pub mod monitors;
 pub mod node;
+pub mod session;
 pub mod session_glue;
 pub mod uring;
 pub mod worker;

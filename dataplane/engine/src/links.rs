@@ -57,6 +57,12 @@ impl LinkEntry {
             .store(path.map_or(NO_PATH, PathId::get), Ordering::Relaxed);
     }
 
+    /// The one-way delay estimate in microseconds (0 before one is measured).
+    #[inline]
+    pub fn one_way_delay_us(&self) -> u32 {
+        self.one_way_delay_us.load(Ordering::Relaxed)
+    }
+
     /// Worker 0 only: sets the one-way delay estimate.
     pub fn set_one_way_delay_us(&self, us: u32) {
         self.one_way_delay_us.store(us, Ordering::Relaxed);

@@ -24,6 +24,7 @@ use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::shm::{
     EventFd, RingConsumer, RingId, RingProducer, ShmLayout, ShmRegion, StatsWriter, fdpass,
 };
+use weft_shared::wire::{DATA_OVERHEAD, TAG_LEN};
 
 use crate::handoff::Handoff;
 use crate::links::{Links, RemoteOverride};
@@ -131,6 +132,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
 
     let session_path = node.session_socket().to_owned();
+    // The largest client payload one packet carries on every link (1,396 B on 1500-MTU paths).
+    let max_payload = links
+        .iter()
+        .map(|l| l.max_datagram)
+        .min()
+        .unwrap_or(1472)
+        .saturating_sub(DATA_OVERHEAD - TAG_LEN) as u32;
     cleanup.files.push(session_path.clone());
     let mut handles: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -156,7 +164,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 stats: StatsWriter::attach(region.clone()).context("link statistics")?,
                 timers: *config.timers(),
                 config_hash,
-                session: Box::new(move || SessionGlue::bind(&session_path, me)),
+                session: Box::new(move || SessionGlue::bind(&session_path, me, max_payload)),
             }))
         } else {
             RoleSetup::Other(handoff.producer(index).context("handoff producer")?)

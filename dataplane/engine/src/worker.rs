@@ -43,7 +43,7 @@ use crate::clock;
 use crate::handoff::{HANDOFF_DATAGRAM, HANDOFF_DELIVER, HandoffProducer};
 use crate::links::{LinkTraffic, Links};
 use crate::monitors::Monitors;
-use crate::session_glue::{Originate, SessionGlue};
+use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
     BufId, DriverConfig, Event, Features, SocketOptions, TxQueue, UdpDriver, bind_udp,
 };
@@ -177,6 +177,7 @@ struct Zero {
     stats: StatsWriter,
     stats_due: Instant,
     session: SessionGlue,
+    local: LocalQueue,
     /// Watch tokens reported by the last `run_once`, for the session server.
     readable: Vec<u64>,
     inject_woken: bool,
@@ -246,6 +247,7 @@ impl Worker {
                     stats: z.stats,
                     stats_due: now,
                     session,
+                    local: LocalQueue::new(),
                     readable: Vec::with_capacity(1024),
                     inject_woken: false,
                 }))
@@ -502,18 +504,20 @@ impl Worker {
         // Clients: accept, read their requests (sends need the FIB), write what is queued.
         if !z.readable.is_empty() || z.session.wants_flush() {
             let view = self.fib.enter();
-            let mut sink = Originate {
+            let mut sink = Originate::new(
                 now,
-                node: self.forwarder.node(),
-                incarnation: self.incarnation,
-                forwarder: &self.forwarder,
-                fib: view.table(),
-                links: &self.links,
-                sender: &mut self.sender,
-                counters: &self.counters,
-                tx: driver.tx(),
-            };
+                self.forwarder.node(),
+                self.incarnation,
+                &self.forwarder,
+                view.table(),
+                &self.links,
+                &mut self.sender,
+                &self.counters,
+                driver.tx(),
+                &mut z.local,
+            );
             z.session.handle_clients(&z.readable, &mut sink);
+            z.session.deliver_local(&mut z.local, &self.counters);
             z.session.handle_accepts(&z.readable, driver);
             z.readable.clear();
             z.session.flush();
