@@ -81,7 +81,9 @@ fn cutting_the_active_path_fails_over_within_a_second() {
     assert!(gap < Duration::from_secs(1), "gap {gap:?}");
     // Deliveries continued after the cut, on path 1.
     assert!(times.last().unwrap().1 > cut + Duration::from_millis(1_000));
-    let stats = StatsReader::new(o.region(1)).link(LinkId::new(0).unwrap()).unwrap();
+    let stats = StatsReader::new(o.region(1))
+        .link(LinkId::new(0).unwrap())
+        .unwrap();
     assert_eq!(stats.state, LinkState::Up);
     assert_eq!(stats.active_path, PathId::new(1));
     let path0 = StatsReader::new(o.region(1))
