@@ -160,6 +160,8 @@ struct Worker {
     stop: Arc<AtomicBool>,
     doorbell: Arc<EventFd>,
     role: Role,
+    /// The driver's loss counters already added to `KernelDrops`.
+    kernel_drops_seen: u64,
 }
 
 enum Role {
@@ -269,6 +271,7 @@ impl Worker {
             stop: setup.stop,
             doorbell: setup.doorbell,
             role,
+            kernel_drops_seen: 0,
         };
         Ok((worker, driver))
     }
@@ -328,6 +331,15 @@ impl Worker {
         }
         if let Role::Other(p) = &mut self.role {
             p.publish().context("ringing worker 0's doorbell")?;
+        }
+        // Datagrams the driver lost: too long for a receive buffer, nonsense completions, send
+        // errors.
+        let st = driver.stats();
+        let lost = st.rx.truncated + st.rx.malformed + st.tx.errors;
+        if lost != self.kernel_drops_seen {
+            self.counters
+                .add(Counter::KernelDrops, lost - self.kernel_drops_seen);
+            self.kernel_drops_seen = lost;
         }
         Ok(())
     }
