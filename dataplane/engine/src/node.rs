@@ -139,7 +139,6 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .min()
         .unwrap_or(1472)
         .saturating_sub(DATA_OVERHEAD - TAG_LEN) as u32;
-    cleanup.files.push(session_path.clone());
     let mut handles: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
     let (ready_tx, ready_rx) = mpsc::channel();
     for (index, doorbell) in doorbells.iter().enumerate() {
@@ -203,6 +202,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 break;
             }
         }
+    }
+    if failure.is_none() {
+        // Ours to remove only once worker 0 bound it (it refuses a live node's socket).
+        cleanup.files.push(session_path.clone());
     }
     let result = match failure {
         Some(e) => Err(e),
