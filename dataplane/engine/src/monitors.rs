@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use weft_proto::forward::{LinkSender, hello_fields, hello_repr};
 use weft_proto::link_monitor::{
-    LinkEvent, LinkMonitor, LinkMonitorConfig, LinkMonitorConfigError, LocalIdentity, PathState,
-    VersionRange,
+    LinkMonitor, LinkMonitorConfig, LinkMonitorConfigError, LocalIdentity, PathState, VersionRange,
 };
 use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, PathId};
@@ -138,12 +137,11 @@ impl Monitors {
     /// Applies the monitor's events: the active path and delay go to the shared link table.
     fn drain_events(&mut self, i: usize) {
         let m = &mut self.monitors[i];
+        // The active path and delay are read from the monitor's state below; the events only
+        // say that the statistics should be written soon.
         let mut changed = false;
-        while let Some(event) = m.poll_event() {
+        while m.poll_event().is_some() {
             changed = true;
-            if let LinkEvent::ActivePathChanged { .. } = event {
-                // Applied below from the monitor's current state.
-            }
         }
         if let Some(link) = self.links.at(i) {
             let active = m.active_path();
