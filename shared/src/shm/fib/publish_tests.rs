@@ -240,7 +240,9 @@ fn threads_always_see_one_consistent_generation() {
     let mut w = FibWriter::attach(r, Duration::from_secs(1)).expect("writer");
     let start = std::time::Instant::now();
     let mut published = 0u64;
-    while start.elapsed() < Duration::from_millis(300) {
+    // Enough generations to interleave with the readers many times, bounded in time (under load
+    // a descheduled reader holds the writer back for a scheduler quantum).
+    while published < 200 && start.elapsed() < Duration::from_secs(5) {
         let now = Instant::from_nanos(start.elapsed().as_nanos() as u64);
         let next = w.generation().0 + 1;
         match w.try_publish(now, fill(next)) {
