@@ -1,3 +1,7 @@
-//! weft-routing: sans-IO link-state routing, group state and FIB building.
+//! weft-routing: sans-IO route computation for the control plane.
 //!
-//! Built by the control-plane issue; see the README for what exists today.
+//! Today it holds [`spf`], shortest paths with deterministic tie-breaks over the overlay graph.
+//! Link-state flooding, group state and FIB building from live link state come with the
+//! control-plane issue; like this module they take every input as a value and read no clock.
+
+pub mod spf;

@@ -398,6 +398,8 @@ impl Core {
             return;
         }
         flow.credits -= 1;
+        // A batch has at most MAX_FRAMES_PER_BATCH Sends, the capacity of `touched`, so this
+        // never allocates and never skips a flow.
         if flow.to_return == 0 && self.touched.len() < self.touched.capacity() {
             self.touched.push(handle);
         }

@@ -1,5 +1,5 @@
 //! Tests of the FIB generation protocol inside one process: threads stand in for the processes
-//! (the two-process version is `shared/tests/shm_two_process.rs`).
+//! (the two-process version is `shared/tests/real_shm_two_process.rs`).
 
 use std::sync::atomic::AtomicBool;
 
