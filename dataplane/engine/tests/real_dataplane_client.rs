@@ -21,9 +21,9 @@ fn the_client_library_talks_across_and_within_nodes() {
     o.wait_link_up(1, 0, None);
     o.wait_link_up(2, 0, None);
 
-    let mut a = Client::connect(&o.session_socket(1), "a").unwrap();
-    let mut b = Client::connect(&o.session_socket(2), "b").unwrap();
-    let mut a2 = Client::connect(&o.session_socket(1), "a2").unwrap();
+    let mut a = Client::connect(o.session_socket(1), "a").unwrap();
+    let mut b = Client::connect(o.session_socket(2), "b").unwrap();
+    let mut a2 = Client::connect(o.session_socket(1), "a2").unwrap();
     let pa = a.bind(Port(0)).unwrap();
     let pb = b.bind(Port(900)).unwrap();
     let pa2 = a2.bind(Port(901)).unwrap();
