@@ -1,6 +1,19 @@
 //! weft-dataplane: the data-plane process (pinned io_uring workers driving `weft-proto`).
 //!
-//! Built by the data-plane issue; see the README for what exists today.
+//! - [`uring`]: the thin io_uring UDP driver (one per worker).
+//! - [`node`]: start-up and shutdown (config, shared memory, workers, attach socket, signals).
+//! - [`worker`]: the per-core loop; [`monitors`]: worker 0's link monitors; [`links`]: the
+//!   node's links shared by the workers; [`handoff`]: rings from the workers to worker 0;
+//!   [`session`]: the session server clients talk to; [`session_glue`]: worker 0's adapter.
+//!
+//! `docs/dataplane.md` describes the process as a whole.
 
+pub mod clock;
+pub mod handoff;
+pub mod links;
+pub mod monitors;
+pub mod node;
 pub mod session;
+pub mod session_glue;
 pub mod uring;
+pub mod worker;

@@ -2,7 +2,11 @@
 //!
 //! Everything here is a state machine driven by `handle_packet(now, ..)`, `handle_timeout(now)`,
 //! `poll_transmit(now, ..)`, `poll_timeout()` and `poll_event()`; it never reads a clock or
-//! touches a socket, so the engine and the simulator run the same code. Built by the data-plane
-//! issue; see the README for what exists today.
+//! touches a socket, so the engine and the simulator run the same code.
+//!
+//! - [`link_monitor`]: per-link hellos, RTT, loss, path up/down and the active path.
+//! - [`forward`]: the per-record pipeline (hello, control punt, deliver, forward, drops) and the
+//!   [`LinkSender`](forward::LinkSender) that builds outgoing link packets.
 
+pub mod forward;
 pub mod link_monitor;

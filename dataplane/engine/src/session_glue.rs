@@ -1,0 +1,365 @@
+//! The adapter between worker 0's loop and the [`SessionServer`]: watch tokens, the
+//! [`SessionSink`] that turns a client's message into an overlay packet, and deliveries.
+//!
+//! Tokens: [`TOKEN_SESSION_BASE`] is the listening socket, `TOKEN_SESSION_BASE + 1 + id` the
+//! client with [`ClientId`] `id`. A message between two clients of this node never touches the
+//! network: the sink queues it (bounded, counted `QueueFull` when full) and it is delivered right
+//! after the client's batch, because the server cannot deliver while it is handing out sends.
+
+use std::ops::Range;
+use std::path::Path;
+
+use weft_proto::forward::{DEFAULT_TTL, Forwarder, LinkSender, LocalDelivery, NextHop};
+use weft_shared::DropReason;
+use weft_shared::ids::{FlowId, Incarnation, NodeId, Port};
+use weft_shared::session::{Destination, ErrorCode, LinkProtocol, RoutingMode};
+use weft_shared::shm::fib::FibTable;
+use weft_shared::shm::{PacketMeta, WorkerCounters};
+use weft_shared::time::Instant;
+use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, Route, Strikes};
+
+use crate::links::Links;
+use crate::session::{
+    ClientId, ClientStatus, DeliverError, DeliverInfo, FlowService, OutboundMessage, SessionConfig,
+    SessionServer, SessionSink,
+};
+use crate::uring::{DriverError, TxQueue, UdpDriver, WatchId};
+use crate::worker::{TOKEN_SESSION_BASE, send_on_link};
+
+/// Bytes of payload the same-node queue holds per batch.
+const LOCAL_BYTES: usize = 256 * 1024;
+/// Messages the same-node queue holds per batch.
+const LOCAL_MESSAGES: usize = 1024;
+
+/// Worker 0's session server with its watches.
+pub struct SessionGlue {
+    server: SessionServer,
+    /// The watch of each client, indexed by [`ClientId::index`].
+    watches: Vec<Option<WatchId>>,
+    closed: Vec<ClientId>,
+    flush_pending: bool,
+}
+
+impl SessionGlue {
+    /// Binds the session socket at `path` for node `node`; `max_payload` is the largest payload
+    /// one overlay packet carries.
+    pub fn bind(path: &Path, node: NodeId, max_payload: u32) -> anyhow::Result<Self> {
+        let config = SessionConfig {
+            max_payload,
+            ..SessionConfig::default()
+        };
+        let server = SessionServer::bind(path, node, config)?;
+        Ok(SessionGlue {
+            server,
+            watches: Vec::new(),
+            closed: Vec::with_capacity(64),
+            flush_pending: false,
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        self.server.path()
+    }
+
+    /// Watches the listening socket.
+    pub fn watch_listener(&self, driver: &mut UdpDriver) -> Result<(), DriverError> {
+        driver
+            .watch(self.server.listener_fd(), TOKEN_SESSION_BASE)
+            .map(|_| ())
+    }
+
+    /// Accepts new clients (if the listener is in `tokens`) and stops watching closed ones.
+    pub fn handle_accepts(&mut self, tokens: &[u64], driver: &mut UdpDriver) {
+        for c in self.closed.drain(..) {
+            if let Some(w) = self.watches.get_mut(c.index()).and_then(Option::take) {
+                driver.unwatch(w);
+            }
+            self.server.reap(c);
+        }
+        if !tokens.contains(&TOKEN_SESSION_BASE) {
+            return;
+        }
+        let watches = &mut self.watches;
+        let mut refused = Vec::new();
+        self.server.handle_accept(&mut |fd, id| {
+            let token = TOKEN_SESSION_BASE + 1 + u64::from(id.0);
+            match driver.watch(fd, token) {
+                Ok(w) => {
+                    if watches.len() <= id.index() {
+                        watches.resize(id.index() + 1, None);
+                    }
+                    watches[id.index()] = Some(w);
+                }
+                Err(_) => refused.push(id),
+            }
+        });
+        // A client we cannot watch would never be read: close it at once.
+        let mut sink = Refuse;
+        for id in refused {
+            self.server.disconnect(id, &mut sink);
+            self.server.reap(id);
+        }
+    }
+
+    /// Reads the requests of the clients in `tokens` and of those with input still buffered.
+    /// Same-node messages wait in the sink's [`LocalQueue`]: deliver them with
+    /// [`SessionGlue::deliver_local`] once the sink is gone.
+    pub fn handle_clients(&mut self, tokens: &[u64], sink: &mut Originate<'_>) {
+        for &t in tokens {
+            let Some(id) = t
+                .checked_sub(TOKEN_SESSION_BASE + 1)
+                .and_then(|i| u32::try_from(i).ok())
+            else {
+                continue;
+            };
+            let id = ClientId(id);
+            if self.server.handle_readable(id, sink) == ClientStatus::Closed
+                && !self.closed.contains(&id)
+            {
+                self.closed.push(id);
+            }
+        }
+        let mut prev = None;
+        while let Some(id) = self.server.next_pending(prev) {
+            prev = Some(id);
+            if self.server.handle_readable(id, sink) == ClientStatus::Closed
+                && !self.closed.contains(&id)
+            {
+                self.closed.push(id);
+            }
+        }
+    }
+
+    /// Delivers the same-node messages queued by the last batch.
+    pub fn deliver_local(&mut self, local: &mut LocalQueue, counters: &WorkerCounters) {
+        let server = &mut self.server;
+        local.drain(
+            |port, info, payload| match server.deliver(port, info, payload) {
+                Ok(()) => counters.add(weft_shared::shm::Counter::Delivered, 1),
+                Err(e) => counters.add_drop(deliver_drop(e, port), 1),
+            },
+        );
+    }
+
+    /// Writes queued output; remembers whether some is left.
+    pub fn flush(&mut self) {
+        self.flush_pending = self.server.flush();
+    }
+
+    /// Whether output is still queued or a client has input left to read.
+    pub fn wants_flush(&self) -> bool {
+        self.flush_pending || self.server.has_pending() || !self.closed.is_empty()
+    }
+
+    /// Hands a message to the client bound to its port.
+    pub fn deliver(&mut self, d: &LocalDelivery<'_>) -> Result<(), DropReason> {
+        let info = DeliverInfo {
+            from_node: d.src,
+            from_port: d.src_port,
+            flow: d.flow,
+            seq: d.seq,
+            age_us: d.age_us,
+            group: None,
+        };
+        let result = self.server.deliver(d.dst_port, &info, d.payload);
+        self.flush_pending = true;
+        result.map_err(|e| deliver_drop(e, d.dst_port))
+    }
+}
+
+/// The drop a failed delivery is counted as.
+fn deliver_drop(e: DeliverError, port: Port) -> DropReason {
+    match e {
+        DeliverError::NoSuchPort => DropReason::BadField {
+            field: "overlay.dst_port",
+            value: port.0.into(),
+        },
+        DeliverError::ClientBacklogFull => DropReason::QueueFull,
+        DeliverError::PayloadTooLarge => DropReason::BadLength {
+            field: "deliver.payload",
+            value: 0,
+        },
+    }
+}
+
+/// A sink for clients closed before they could send anything.
+struct Refuse;
+
+impl SessionSink for Refuse {
+    fn send(&mut self, _msg: &OutboundMessage<'_>) -> Result<(), DropReason> {
+        Err(DropReason::Unsupported("client being closed"))
+    }
+}
+
+/// Same-node messages waiting for the end of the client batch. Fixed capacity.
+pub struct LocalQueue {
+    bytes: Vec<u8>,
+    items: Vec<(Port, DeliverInfo, Range<usize>)>,
+}
+
+impl Default for LocalQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalQueue {
+    /// An empty queue with its fixed capacity allocated.
+    pub fn new() -> Self {
+        LocalQueue {
+            bytes: Vec::with_capacity(LOCAL_BYTES),
+            items: Vec::with_capacity(LOCAL_MESSAGES),
+        }
+    }
+
+    fn push(&mut self, port: Port, info: DeliverInfo, payload: &[u8]) -> Result<(), DropReason> {
+        if self.items.len() == LOCAL_MESSAGES || self.bytes.len() + payload.len() > LOCAL_BYTES {
+            return Err(DropReason::QueueFull);
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.items.push((port, info, start..self.bytes.len()));
+        Ok(())
+    }
+
+    fn drain(&mut self, mut f: impl FnMut(Port, &DeliverInfo, &[u8])) {
+        for (port, info, range) in self.items.drain(..) {
+            f(port, &info, &self.bytes[range]);
+        }
+        self.bytes.clear();
+    }
+}
+
+/// What a client's send needs: the FIB, the links, and worker 0's sender and tx queue.
+pub struct Originate<'a> {
+    /// Batch time.
+    pub now: Instant,
+    /// This node.
+    pub node: NodeId,
+    /// The data plane's incarnation (the overlay header's source incarnation).
+    pub incarnation: Incarnation,
+    /// The pipeline (for the next hop).
+    pub forwarder: &'a Forwarder,
+    /// The FIB generation entered for this batch.
+    pub fib: &'a FibTable,
+    /// The node's links.
+    pub links: &'a Links,
+    /// Worker 0's packet builder.
+    pub sender: &'a mut LinkSender,
+    /// Worker 0's counters.
+    pub counters: &'a WorkerCounters,
+    /// Worker 0's tx queue.
+    pub tx: &'a mut TxQueue,
+    /// Where same-node messages wait until the batch ends.
+    pub local: &'a mut LocalQueue,
+}
+
+impl<'a> Originate<'a> {
+    /// A sink for one batch of client requests.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "worker 0's state, borrowed once per batch"
+    )]
+    pub fn new(
+        now: Instant,
+        node: NodeId,
+        incarnation: Incarnation,
+        forwarder: &'a Forwarder,
+        fib: &'a FibTable,
+        links: &'a Links,
+        sender: &'a mut LinkSender,
+        counters: &'a WorkerCounters,
+        tx: &'a mut TxQueue,
+        local: &'a mut LocalQueue,
+    ) -> Self {
+        Originate {
+            now,
+            node,
+            incarnation,
+            forwarder,
+            fib,
+            links,
+            sender,
+            counters,
+            tx,
+            local,
+        }
+    }
+}
+
+impl SessionSink for Originate<'_> {
+    fn send(&mut self, msg: &OutboundMessage<'_>) -> Result<(), DropReason> {
+        let Destination::Node { node, port } = msg.dst else {
+            return Err(DropReason::Unsupported("multicast and anycast"));
+        };
+        match self.forwarder.next_hop(node, self.fib, self.links)? {
+            NextHop::Local => {
+                let info = DeliverInfo {
+                    from_node: self.node,
+                    from_port: msg.src_port,
+                    flow: msg.flow,
+                    seq: msg.seq,
+                    age_us: 0,
+                    group: None,
+                };
+                self.local.push(port, info, msg.payload)
+            }
+            NextHop::Link(link) => {
+                let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
+                let data = DataRepr {
+                    overlay: OverlayRepr {
+                        route: Route::Unicast(node),
+                        ttl: DEFAULT_TTL,
+                        link_proto: LinkProto::BestEffort,
+                        delivery: Delivery::AsSoonAsOrdered,
+                        priority: 0,
+                        strikes: Strikes::NONE,
+                        src: self.node,
+                        src_port: msg.src_port,
+                        dst_port: port,
+                        src_incarnation: self.incarnation,
+                        flow: msg.flow,
+                        seq: msg.seq,
+                        deadline_us: None,
+                        age_us: delay,
+                    },
+                    fragment: None,
+                    payload: msg.payload,
+                };
+                let meta = PacketMeta {
+                    link: Some(link),
+                    path: None,
+                    flags: 0,
+                };
+                send_on_link(
+                    self.tx,
+                    self.sender,
+                    self.links,
+                    0,
+                    self.counters,
+                    meta,
+                    |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
+                )
+            }
+        }
+    }
+
+    fn flow_opened(
+        &mut self,
+        _flow: FlowId,
+        _src_port: Port,
+        dst: Destination,
+        service: &FlowService,
+    ) -> Result<(), ErrorCode> {
+        // Only what this data plane runs today: best effort, link-state unicast.
+        let supported = service.protocol == LinkProtocol::BestEffort
+            && service.routing == RoutingMode::LinkState
+            && matches!(dst, Destination::Node { .. });
+        if supported {
+            Ok(())
+        } else {
+            Err(ErrorCode::Unsupported)
+        }
+    }
+}

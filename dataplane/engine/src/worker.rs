@@ -1,0 +1,706 @@
+//! One pinned data-plane worker: a run-to-completion loop around a [`UdpDriver`] that drives the
+//! sans-IO [`Forwarder`].
+//!
+//! # One turn of the loop
+//!
+//! 1. `quiesce()` the FIB reader, announce sleep on the rings it consumes, and block in
+//!    [`UdpDriver::run_once`] until a datagram, a watched fd or the next timer.
+//! 2. The callback only sorts: hello and control datagrams (class 0 and 1 by
+//!    [`peek_class`]) go to one list and data to another; both keep their receive buffers.
+//! 3. Hello and control datagrams are handled first, so a flood of data never starves link
+//!    liveness. Worker 0 runs the pipeline on them; the other workers hand them to worker 0
+//!    through their [handoff](crate::handoff) ring.
+//! 4. `enter()` the FIB once, then run the pipeline on every data datagram: forwards are written
+//!    into tx buffers at once (sent by the next `run_once`), local deliveries go to the session
+//!    server (worker 0) or to worker 0's handoff ring (other workers).
+//! 5. Worker 0 then drains the handoff rings, the session sockets, the inject ring and its link
+//!    monitors' timers (sending hellos), and writes link statistics on events and every 100 ms.
+//!
+//! Nothing here allocates per packet or takes a lock: buffers are sized at start-up, counters are
+//! single-writer atomics in shared memory.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::Context;
+use weft_proto::forward::{Forwarder, LinkSender, LocalDelivery, PipelineOutput};
+use weft_shared::DropReason;
+use weft_shared::config::Timers;
+use weft_shared::ids::{Incarnation, LinkId, NodeId, PathId};
+use weft_shared::shm::fib::FibTable;
+use weft_shared::shm::{
+    Counter, EventFd, FibReader, Notify, PacketMeta, PushError, RingConsumer, RingProducer,
+    ShmRegion, StatsWriter, WorkerCounters,
+};
+use weft_shared::time::Instant;
+use weft_shared::wire::{HelloRepr, LinkRepr, PriorityClass, peek_class};
+
+use crate::clock;
+use crate::handoff::{HANDOFF_DATAGRAM, HANDOFF_DELIVER, HandoffProducer};
+use crate::links::{LinkTraffic, Links};
+use crate::monitors::Monitors;
+use crate::session_glue::{LocalQueue, Originate, SessionGlue};
+use crate::uring::{
+    BufId, DriverConfig, Event, Features, SocketOptions, TxQueue, UdpDriver, bind_udp,
+};
+
+/// Watch token of a worker's doorbell eventfd.
+pub const TOKEN_DOORBELL: u64 = 0;
+/// Watch token of the inject ring's eventfd (worker 0).
+pub const TOKEN_INJECT: u64 = 1;
+/// Watch tokens from here on belong to the session server (worker 0).
+pub const TOKEN_SESSION_BASE: u64 = 2;
+
+/// Largest datagram a worker receives; longer ones are truncated and dropped by the driver.
+const RX_PAYLOAD: u32 = 2048;
+/// Receive buffers per worker; also the most datagrams one turn holds.
+const RX_BUFFERS: u32 = 256;
+/// Most ring items handled per ring per turn.
+const RING_BURST: usize = 256;
+/// Link statistics are written at least this often.
+const STATS_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest sleep of a worker with no timer (it is woken by its doorbell anyway).
+const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Everything a worker thread needs, made by the main thread.
+pub struct WorkerSetup {
+    /// Worker index: lane, counter row and FIB reader slot.
+    pub index: usize,
+    /// The core to pin to.
+    pub core: Option<core_affinity::CoreId>,
+    /// This node.
+    pub node: NodeId,
+    /// The data plane's incarnation.
+    pub incarnation: Incarnation,
+    /// The node's interface addresses; the worker binds one `SO_REUSEPORT` socket to each.
+    pub interfaces: Vec<SocketAddr>,
+    /// The node's links.
+    pub links: Arc<Links>,
+    /// The node's shared-memory region.
+    pub region: Arc<ShmRegion>,
+    /// What the kernel's io_uring offers.
+    pub features: Features,
+    /// Set by the main thread to stop.
+    pub stop: Arc<AtomicBool>,
+    /// This worker's doorbell.
+    pub doorbell: Arc<EventFd>,
+    /// Worker 0's extra duties, or another worker's handoff ring.
+    pub role: RoleSetup,
+}
+
+/// What differs between worker 0 and the others.
+pub enum RoleSetup {
+    /// Worker 0.
+    Zero(Box<ZeroSetup>),
+    /// Any other worker: its ring to worker 0.
+    Other(HandoffProducer),
+}
+
+/// Worker 0's extra inputs.
+pub struct ZeroSetup {
+    /// Consumer ends of the other workers' handoff rings.
+    pub handoff: Vec<RingConsumer>,
+    /// Producer end of the punt ring.
+    pub punt: RingProducer,
+    /// The punt ring's eventfd (written when the control plane sleeps).
+    pub punt_wake: Arc<EventFd>,
+    /// Consumer end of the inject ring.
+    pub inject: RingConsumer,
+    /// The inject ring's eventfd (written by the control plane).
+    pub inject_wake: Arc<EventFd>,
+    /// The link statistics writer.
+    pub stats: StatsWriter,
+    /// The overlay's timers.
+    pub timers: Timers,
+    /// The config hash carried in hellos.
+    pub config_hash: u64,
+    /// Builds the session server on the worker's thread.
+    pub session: Box<dyn FnOnce() -> anyhow::Result<SessionGlue> + Send>,
+}
+
+/// Runs a worker until `stop` is set. Start-up errors are sent on `ready` (and returned); `Ok`
+/// on `ready` means the sockets are bound and the loop is about to start.
+pub fn run(setup: WorkerSetup, ready: mpsc::Sender<anyhow::Result<()>>) -> anyhow::Result<()> {
+    let index = setup.index;
+    let (mut worker, mut driver) = match Worker::new(setup) {
+        Ok(w) => w,
+        Err(e) => {
+            let text = format!("worker {index}: {e:#}");
+            let _ = ready.send(Err(anyhow::anyhow!(text.clone())));
+            return Err(anyhow::anyhow!(text));
+        }
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    while !worker.stop.load(Ordering::Relaxed) {
+        worker
+            .turn(&mut driver)
+            .with_context(|| format!("worker {index}"))?;
+    }
+    Ok(())
+}
+
+struct Worker {
+    index: usize,
+    incarnation: Incarnation,
+    forwarder: Forwarder,
+    sender: LinkSender,
+    links: Arc<Links>,
+    counters: WorkerCounters,
+    fib: FibReader,
+    /// Hello and control packets never consult the FIB; they run against this empty table.
+    empty_fib: Box<FibTable>,
+    scratch: Box<[u8]>,
+    critical: Vec<BufId>,
+    data: Vec<BufId>,
+    stop: Arc<AtomicBool>,
+    doorbell: Arc<EventFd>,
+    role: Role,
+    /// The driver's loss counters already added to `KernelDrops`.
+    kernel_drops_seen: u64,
+}
+
+enum Role {
+    Zero(Box<Zero>),
+    Other(HandoffProducer),
+}
+
+struct Zero {
+    monitors: Monitors,
+    handoff: Vec<RingConsumer>,
+    punt: RingProducer,
+    punt_wake: Arc<EventFd>,
+    inject: RingConsumer,
+    inject_wake: Arc<EventFd>,
+    stats: StatsWriter,
+    stats_due: Instant,
+    session: SessionGlue,
+    local: LocalQueue,
+    /// Watch tokens reported by the last `run_once`, for the session server.
+    readable: Vec<u64>,
+    inject_woken: bool,
+}
+
+impl Worker {
+    fn new(setup: WorkerSetup) -> anyhow::Result<(Self, UdpDriver)> {
+        if let Some(core) = setup.core {
+            if !core_affinity::set_for_current(core) {
+                eprintln!(
+                    "weft-dataplane: worker {}: could not pin to core {}",
+                    setup.index, core.id
+                );
+            }
+        }
+        let fib = FibReader::register(setup.region.clone(), setup.index)
+            .context("registering the FIB reader")?;
+        let counters = WorkerCounters::new(setup.region.clone(), setup.index)
+            .context("opening the worker counters")?;
+        let sockets = setup
+            .interfaces
+            .iter()
+            .map(|a| {
+                bind_udp(*a, &SocketOptions::default()).with_context(|| format!("binding {a}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let config = DriverConfig {
+            buf_entries: RX_BUFFERS,
+            buf_payload: RX_PAYLOAD,
+            tx_slots: 1024,
+            tx_buf_size: 2048,
+            max_watches: 1024,
+            ..DriverConfig::default()
+        };
+        let mut driver =
+            UdpDriver::new(&setup.features, &config, sockets).context("setting up io_uring")?;
+        driver
+            .watch(setup.doorbell.as_fd(), TOKEN_DOORBELL)
+            .context("watching the doorbell")?;
+        let now = clock::now();
+        let role = match setup.role {
+            RoleSetup::Other(p) => Role::Other(p),
+            RoleSetup::Zero(z) => {
+                let z = *z;
+                driver
+                    .watch(z.inject_wake.as_fd(), TOKEN_INJECT)
+                    .context("watching the inject eventfd")?;
+                let session = (z.session)().context("starting the session server")?;
+                session
+                    .watch_listener(&mut driver)
+                    .context("watching the session socket")?;
+                let monitors = Monitors::new(
+                    setup.links.clone(),
+                    &z.timers,
+                    setup.incarnation,
+                    z.config_hash,
+                    now,
+                )
+                .map_err(|e| anyhow::anyhow!("link monitor settings: {e}"))?;
+                Role::Zero(Box::new(Zero {
+                    monitors,
+                    handoff: z.handoff,
+                    punt: z.punt,
+                    punt_wake: z.punt_wake,
+                    inject: z.inject,
+                    inject_wake: z.inject_wake,
+                    stats: z.stats,
+                    stats_due: now,
+                    session,
+                    local: LocalQueue::new(),
+                    readable: Vec::with_capacity(1024),
+                    inject_woken: false,
+                }))
+            }
+        };
+        let lane = u8::try_from(setup.index).context("more than 256 workers")?;
+        let worker = Worker {
+            index: setup.index,
+            incarnation: setup.incarnation,
+            forwarder: Forwarder::new(setup.node),
+            sender: LinkSender::new(setup.node, setup.incarnation, lane),
+            links: setup.links,
+            counters,
+            fib,
+            empty_fib: FibTable::new_boxed(),
+            scratch: vec![0u8; RX_PAYLOAD as usize].into_boxed_slice(),
+            critical: Vec::with_capacity(RX_BUFFERS as usize),
+            data: Vec::with_capacity(RX_BUFFERS as usize),
+            stop: setup.stop,
+            doorbell: setup.doorbell,
+            role,
+            kernel_drops_seen: 0,
+        };
+        Ok((worker, driver))
+    }
+
+    /// One turn of the loop (module doc).
+    fn turn(&mut self, driver: &mut UdpDriver) -> anyhow::Result<()> {
+        let before = clock::now();
+        let timeout = self.prepare_sleep(before, driver);
+        self.fib.quiesce();
+        let (critical, data) = (&mut self.critical, &mut self.data);
+        let counters = &self.counters;
+        let mut rang = false;
+        let mut readable_tokens = match &mut self.role {
+            Role::Zero(z) => Some(&mut z.readable),
+            Role::Other(_) => None,
+        };
+        driver.run_once(Some(timeout), |_tx, event| match event {
+            Event::Datagram(d) => {
+                counters.add(Counter::Received, 1);
+                match peek_class(d.payload()) {
+                    Err(reason) => counters.add_drop(reason, 1),
+                    Ok(PriorityClass::Data) => {
+                        if data.len() < data.capacity() {
+                            data.push(d.hold());
+                        } else {
+                            counters.add_drop(DropReason::QueueFull, 1);
+                        }
+                    }
+                    Ok(_) => {
+                        if critical.len() < critical.capacity() {
+                            critical.push(d.hold());
+                        } else {
+                            counters.add_drop(DropReason::QueueFull, 1);
+                        }
+                    }
+                }
+            }
+            Event::Readable { token, .. } | Event::WatchEnded { token, .. } => {
+                if token == TOKEN_DOORBELL {
+                    rang = true;
+                } else if let Some(tokens) = readable_tokens.as_mut() {
+                    if tokens.len() < tokens.capacity() {
+                        tokens.push(token);
+                    }
+                }
+            }
+        })?;
+        if rang {
+            let _ = self.doorbell.drain();
+        }
+        let now = clock::now();
+        self.finish_sleep();
+        self.handle_critical(now, driver);
+        self.handle_data(before, now, driver);
+        if let Role::Zero(_) = self.role {
+            self.worker0_turn(now, driver);
+        }
+        if let Role::Other(p) = &mut self.role {
+            p.publish().context("ringing worker 0's doorbell")?;
+        }
+        // Datagrams the driver lost: too long for a receive buffer, nonsense completions, send
+        // errors.
+        let st = driver.stats();
+        let lost = st.rx.truncated + st.rx.malformed + st.tx.errors;
+        if lost != self.kernel_drops_seen {
+            self.counters
+                .add(Counter::KernelDrops, lost - self.kernel_drops_seen);
+            self.kernel_drops_seen = lost;
+        }
+        Ok(())
+    }
+
+    /// How long `run_once` may block; worker 0 also announces sleep on the rings it consumes
+    /// (and does not block if one of them has items).
+    fn prepare_sleep(&mut self, now: Instant, driver: &UdpDriver) -> Duration {
+        let Role::Zero(z) = &mut self.role else {
+            return IDLE_TIMEOUT;
+        };
+        let mut next = z.stats_due;
+        if let Some(t) = z.monitors.next_timeout() {
+            next = next.min(t);
+        }
+        let mut timeout = next.saturating_duration_since(now).min(IDLE_TIMEOUT);
+        if z.session.wants_flush() || driver.sends_pending() > 0 {
+            timeout = timeout.min(Duration::from_millis(1));
+        }
+        let mut busy = !z.inject.prepare_sleep();
+        for ring in &mut z.handoff {
+            busy |= !ring.prepare_sleep();
+        }
+        if busy {
+            timeout = Duration::ZERO;
+        }
+        timeout
+    }
+
+    fn finish_sleep(&mut self) {
+        if let Role::Zero(z) = &mut self.role {
+            z.inject.finish_sleep();
+            for ring in &mut z.handoff {
+                ring.finish_sleep();
+            }
+        }
+    }
+
+    /// Copies a held datagram into the scratch buffer and gives the buffer back to the kernel.
+    fn take(scratch: &mut [u8], driver: &mut UdpDriver, id: BufId) -> usize {
+        let n = match driver.held_payload(&id) {
+            Some(p) => {
+                let n = p.len().min(scratch.len());
+                scratch[..n].copy_from_slice(&p[..n]);
+                n
+            }
+            None => 0,
+        };
+        driver.release(id);
+        n
+    }
+
+    fn handle_critical(&mut self, now: Instant, driver: &mut UdpDriver) {
+        let mut list = std::mem::take(&mut self.critical);
+        for id in list.drain(..) {
+            let n = Self::take(&mut self.scratch, driver, id);
+            match &mut self.role {
+                Role::Other(p) => {
+                    if let Err(reason) = p.stage(HANDOFF_DATAGRAM, &self.scratch[..n]) {
+                        self.counters.add_drop(reason, 1);
+                    }
+                }
+                Role::Zero(z) => {
+                    let mut out = Out {
+                        now,
+                        worker: self.index,
+                        incarnation: self.incarnation,
+                        tx: driver.tx(),
+                        sender: &mut self.sender,
+                        links: &self.links,
+                        counters: &self.counters,
+                        role: RoleOut::Zero {
+                            monitors: &mut z.monitors,
+                            punt: &mut z.punt,
+                            session: &mut z.session,
+                        },
+                    };
+                    let rx = self.forwarder.handle_datagram(
+                        now,
+                        now,
+                        &mut self.scratch[..n],
+                        &self.empty_fib,
+                        &*self.links,
+                        &mut out,
+                    );
+                    count_in(&self.links, self.index, rx.as_ref(), n);
+                }
+            }
+        }
+        self.critical = list;
+    }
+
+    fn handle_data(&mut self, rx_at: Instant, now: Instant, driver: &mut UdpDriver) {
+        if self.data.is_empty() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.data);
+        let view = self.fib.enter();
+        for id in list.drain(..) {
+            let n = Self::take(&mut self.scratch, driver, id);
+            let role = match &mut self.role {
+                Role::Other(p) => RoleOut::Other { handoff: p },
+                Role::Zero(z) => RoleOut::Zero {
+                    monitors: &mut z.monitors,
+                    punt: &mut z.punt,
+                    session: &mut z.session,
+                },
+            };
+            let mut out = Out {
+                now,
+                worker: self.index,
+                incarnation: self.incarnation,
+                tx: driver.tx(),
+                sender: &mut self.sender,
+                links: &self.links,
+                counters: &self.counters,
+                role,
+            };
+            let rx = self.forwarder.handle_datagram(
+                rx_at,
+                now,
+                &mut self.scratch[..n],
+                view.table(),
+                &*self.links,
+                &mut out,
+            );
+            count_in(&self.links, self.index, rx.as_ref(), n);
+        }
+        self.data = list;
+    }
+
+    fn worker0_turn(&mut self, now: Instant, driver: &mut UdpDriver) {
+        let Role::Zero(z) = &mut self.role else {
+            return;
+        };
+        // Handoffs from the other workers: their hellos and control packets, then deliveries.
+        for ring in &mut z.handoff {
+            let scratch = &mut self.scratch;
+            let forwarder = &self.forwarder;
+            let empty_fib = &self.empty_fib;
+            let links = &*self.links;
+            let counters = &self.counters;
+            let sender = &mut self.sender;
+            let tx = driver.tx();
+            let (monitors, punt, session) = (&mut z.monitors, &mut z.punt, &mut z.session);
+            let incarnation = self.incarnation;
+            let worker = self.index;
+            ring.pop_burst(RING_BURST, |meta, bytes| {
+                if meta.flags == HANDOFF_DELIVER {
+                    match LocalDelivery::parse(bytes).and_then(|d| session.deliver(&d)) {
+                        Ok(()) => counters.add(Counter::Delivered, 1),
+                        Err(reason) => counters.add_drop(reason, 1),
+                    }
+                    return;
+                }
+                let n = bytes.len().min(scratch.len());
+                scratch[..n].copy_from_slice(&bytes[..n]);
+                let mut out = Out {
+                    now,
+                    worker,
+                    incarnation,
+                    tx: &mut *tx,
+                    sender: &mut *sender,
+                    links,
+                    counters,
+                    role: RoleOut::Zero {
+                        monitors: &mut *monitors,
+                        punt: &mut *punt,
+                        session: &mut *session,
+                    },
+                };
+                forwarder.handle_datagram(now, now, &mut scratch[..n], empty_fib, links, &mut out);
+            });
+        }
+        // Clients: accept, read their requests (sends need the FIB), write what is queued.
+        if !z.readable.is_empty() || z.session.wants_flush() {
+            let view = self.fib.enter();
+            let mut sink = Originate::new(
+                now,
+                self.forwarder.node(),
+                self.incarnation,
+                &self.forwarder,
+                view.table(),
+                &self.links,
+                &mut self.sender,
+                &self.counters,
+                driver.tx(),
+                &mut z.local,
+            );
+            z.session.handle_clients(&z.readable, &mut sink);
+            z.session.deliver_local(&mut z.local, &self.counters);
+            z.session.handle_accepts(&z.readable, driver);
+            z.readable.clear();
+            z.session.flush();
+        }
+        // Control packets from the control plane.
+        {
+            let _ = z.inject_wake.drain();
+            let links = &*self.links;
+            let counters = &self.counters;
+            let sender = &mut self.sender;
+            let tx = driver.tx();
+            z.inject.pop_burst(RING_BURST, |meta, bytes| {
+                let result = send_on_link(
+                    tx,
+                    sender,
+                    links,
+                    0,
+                    counters,
+                    meta,
+                    |s, buf, link, path, max| s.write_control(buf, link, path, bytes, max),
+                );
+                if let Err(reason) = result {
+                    counters.add_drop(reason, 1);
+                }
+            });
+            z.inject_woken = false;
+        }
+        // Link monitors: timers and hellos.
+        z.monitors
+            .poll(now, driver.tx(), &mut self.sender, &self.counters);
+        if z.monitors.is_dirty() || now >= z.stats_due {
+            z.monitors.write_stats(&z.stats);
+            z.stats_due = now.saturating_add(STATS_INTERVAL);
+        }
+        if z.punt.publish() == Notify::NeedsWakeup {
+            let _ = z.punt_wake.notify();
+        }
+    }
+}
+
+/// Counts a received datagram on its link once its header checked out.
+fn count_in(links: &Links, worker: usize, rx: Option<&LinkRepr>, bytes: usize) {
+    if let Some(t) = rx.and_then(|rx| links.traffic(worker, rx.link)) {
+        LinkTraffic::bump(&t.packets_in, &t.bytes_in, bytes);
+    }
+}
+
+/// Writes one packet for `meta.link` (on `meta.path`, or the link's active path) into a tx
+/// buffer with `write` and queues it on the path's socket.
+pub(crate) fn send_on_link(
+    tx: &mut TxQueue,
+    sender: &mut LinkSender,
+    links: &Links,
+    worker: usize,
+    counters: &WorkerCounters,
+    meta: PacketMeta,
+    write: impl FnOnce(&mut LinkSender, &mut [u8], LinkId, PathId, usize) -> Result<usize, DropReason>,
+) -> Result<(), DropReason> {
+    let link_id = meta.link.ok_or(DropReason::UnknownLink(u16::MAX))?;
+    let link = links
+        .get(link_id)
+        .ok_or(DropReason::UnknownLink(link_id.get()))?;
+    // A link without an up path has no route through it.
+    let path = match meta.path {
+        Some(p) => link
+            .paths
+            .get(usize::from(p.get()))
+            .ok_or(DropReason::BadField {
+                field: "inject.path",
+                value: p.get().into(),
+            })?,
+        None => link.active_path().ok_or(DropReason::NoRoute)?,
+    };
+    let mut slot = tx.slot().map_err(|_| DropReason::QueueFull)?;
+    let n = write(sender, slot.buf(), link_id, path.id, link.max_datagram)?;
+    slot.queue(path.interface, path.remote, n)
+        .map_err(|_| DropReason::QueueFull)?;
+    counters.add(Counter::Sent, 1);
+    if let Some(t) = links.traffic(worker, link_id) {
+        LinkTraffic::bump(&t.packets_out, &t.bytes_out, n);
+    }
+    Ok(())
+}
+
+/// The pipeline's output on a worker.
+struct Out<'a> {
+    now: Instant,
+    worker: usize,
+    incarnation: Incarnation,
+    tx: &'a mut TxQueue,
+    sender: &'a mut LinkSender,
+    links: &'a Links,
+    counters: &'a WorkerCounters,
+    role: RoleOut<'a>,
+}
+
+enum RoleOut<'a> {
+    Zero {
+        monitors: &'a mut Monitors,
+        punt: &'a mut RingProducer,
+        session: &'a mut SessionGlue,
+    },
+    Other {
+        handoff: &'a mut HandoffProducer,
+    },
+}
+
+impl PipelineOutput for Out<'_> {
+    fn hello(&mut self, rx: &LinkRepr, hello: &HelloRepr) {
+        // Other workers hand hello datagrams over before the pipeline sees them.
+        if let RoleOut::Zero { monitors, .. } = &mut self.role {
+            monitors.handle_hello(self.now, rx, hello, self.incarnation);
+        }
+    }
+
+    fn control(&mut self, rx: &LinkRepr, envelope: &[u8]) {
+        if let RoleOut::Zero { punt, .. } = &mut self.role {
+            let meta = PacketMeta {
+                link: Some(rx.link),
+                path: Some(rx.path),
+                flags: 0,
+            };
+            match punt.stage(meta, envelope) {
+                Ok(()) => {}
+                Err(PushError::Full) => self.counters.add_drop(DropReason::QueueFull, 1),
+                Err(PushError::Oversized { len, .. }) => self.counters.add_drop(
+                    DropReason::BadLength {
+                        field: "punt.len",
+                        value: len,
+                    },
+                    1,
+                ),
+            }
+        }
+    }
+
+    fn deliver(&mut self, _rx: &LinkRepr, delivery: &LocalDelivery<'_>, record_body: &[u8]) {
+        let result = match &mut self.role {
+            RoleOut::Zero { session, .. } => session.deliver(delivery).map(|()| {
+                self.counters.add(Counter::Delivered, 1);
+            }),
+            // Worker 0 counts the delivery when it hands it to the client.
+            RoleOut::Other { handoff } => handoff.stage(HANDOFF_DELIVER, record_body),
+        };
+        if let Err(reason) = result {
+            self.counters.add_drop(reason, 1);
+        }
+    }
+
+    fn forward(&mut self, link: LinkId, record_body: &[u8]) {
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        let result = send_on_link(
+            self.tx,
+            self.sender,
+            self.links,
+            self.worker,
+            self.counters,
+            meta,
+            |s, buf, link, path, max| s.write_data_record(buf, link, path, record_body, max),
+        );
+        match result {
+            Ok(()) => self.counters.add(Counter::Forwarded, 1),
+            Err(reason) => self.counters.add_drop(reason, 1),
+        }
+    }
+
+    fn drop_record(&mut self, reason: DropReason) {
+        self.counters.add_drop(reason, 1);
+    }
+}

@@ -1,0 +1,340 @@
+//! The per-core forwarding pipeline: one received datagram in, per-record decisions out.
+//!
+//! [`Forwarder::handle_datagram`] checks the link header, then walks the records and decides for
+//! each one, without allocating, reading a clock or touching a socket:
+//!
+//! | record  | decision |
+//! |---------|----------|
+//! | Hello   | [`PipelineOutput::hello`]: to the link monitor of the link named in the header |
+//! | Control | [`PipelineOutput::control`]: the envelope is punted to the control plane |
+//! | Data    | TTL and age, then [`PipelineOutput::deliver`] (to this node) or [`PipelineOutput::forward`] (FIB next hop) |
+//! | Ack, Nack | counted drop [`DropReason::Unsupported`] (no link protocol uses them yet) |
+//!
+//! Every other outcome is a [`PipelineOutput::drop_record`] with its [`DropReason`]: one per bad
+//! record, or one for the whole datagram when the link header is bad. The sender link and path
+//! come from the header (sender node, link id, path id), never from the UDP source address, so
+//! relays and NAT do not confuse them; the sender must be the configured neighbour on that link.
+//!
+//! Data records are changed in place (TTL decremented, age increased by the residence time and
+//! the next link's one-way delay) before they are handed to `forward`; the caller copies the
+//! record body into an outgoing packet built with [`LinkSender`].
+//!
+//! # Call order
+//!
+//! The engine, once per received datagram: `handle_datagram(rx_at, now, datagram, fib, links,
+//! out)`. `rx_at` is when the batch holding the datagram was received and `now` the engine's
+//! batch time; both come from the engine's clock (time is an input). The FIB view must stay
+//! entered for the call.
+
+mod hello;
+mod sender;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests;
+
+use weft_shared::DropReason;
+use weft_shared::ids::{FlowId, LinkId, NodeId, Port};
+use weft_shared::shm::fib::FibTable;
+use weft_shared::time::Instant;
+use weft_shared::wire::{
+    ControlRepr, DataPacket, HelloRepr, LINK_HEADER_LEN, LinkProto, LinkRepr, RECORD_HEADER_LEN,
+    RecordFlags, RecordKind, RecordRepr, Route,
+};
+
+pub use hello::{hello_fields, hello_repr};
+pub use sender::{DEFAULT_TTL, LinkSender, emit_error_drop};
+
+/// What the pipeline knows about one of this node's links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The node at the other end.
+    pub neighbour: NodeId,
+    /// Number of configured paths (path ids are `0..path_count`).
+    pub path_count: u8,
+    /// The link's one-way delay estimate in microseconds (smoothed RTT / 2 of its active path), or
+    /// 0 before one is measured.
+    pub one_way_delay_us: u32,
+}
+
+/// The node's links as the pipeline sees them; the engine backs it with its link table.
+pub trait LinkTable {
+    /// The link `id`, if this node has it.
+    fn link(&self, id: LinkId) -> Option<LinkInfo>;
+}
+
+/// A data record addressed to a port on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDelivery<'a> {
+    /// The destination port on this node.
+    pub dst_port: Port,
+    /// The source node.
+    pub src: NodeId,
+    /// The source port.
+    pub src_port: Port,
+    /// The flow id chosen by the source node.
+    pub flow: FlowId,
+    /// The end-to-end sequence number.
+    pub seq: u64,
+    /// Microseconds accumulated since the source sent it.
+    pub age_us: u32,
+    /// The application's bytes.
+    pub payload: &'a [u8],
+}
+
+impl<'a> LocalDelivery<'a> {
+    /// Reads the delivery out of a data record body (as handed to
+    /// [`PipelineOutput::deliver`], e.g. after a hop between workers).
+    pub fn parse(record_body: &'a [u8]) -> Result<Self, DropReason> {
+        let data = DataPacket::new_checked(record_body)?;
+        let o = *data.overlay();
+        let (_, _, payload) = data.into_parts();
+        Ok(LocalDelivery {
+            dst_port: o.dst_port,
+            src: o.src,
+            src_port: o.src_port,
+            flow: o.flow,
+            seq: o.seq,
+            age_us: o.age_us,
+            payload,
+        })
+    }
+}
+
+/// Where the pipeline's decisions go. Each call's slices are valid only during the call.
+pub trait PipelineOutput {
+    /// A hello from the neighbour on `rx.link`, path `rx.path`.
+    fn hello(&mut self, rx: &LinkRepr, hello: &HelloRepr);
+    /// A control envelope (the record body, as `docs/wire.md` defines it) to punt.
+    fn control(&mut self, rx: &LinkRepr, envelope: &[u8]);
+    /// A data record for a local port; `record_body` is the whole (checked) data record body.
+    fn deliver(&mut self, rx: &LinkRepr, delivery: &LocalDelivery<'_>, record_body: &[u8]);
+    /// A data record to send on `link`, TTL and age already updated in `record_body`.
+    fn forward(&mut self, link: LinkId, record_body: &[u8]);
+    /// A record (or a whole datagram) dropped for `reason`.
+    fn drop_record(&mut self, reason: DropReason);
+}
+
+/// The forwarding decision for a destination node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextHop {
+    /// The destination is this node.
+    Local,
+    /// Send on this link.
+    Link(LinkId),
+}
+
+/// The sans-IO pipeline of one worker: stateless apart from the node's identity, so every
+/// worker (and the simulator) can hold its own copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forwarder {
+    node: NodeId,
+}
+
+impl Forwarder {
+    /// The pipeline of node `node`.
+    pub fn new(node: NodeId) -> Self {
+        Forwarder { node }
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Where a packet for `dst` goes: here, or the FIB's next hop if it is one of our links.
+    pub fn next_hop(
+        &self,
+        dst: NodeId,
+        fib: &FibTable,
+        links: &impl LinkTable,
+    ) -> Result<NextHop, DropReason> {
+        if dst == self.node {
+            return Ok(NextHop::Local);
+        }
+        let route = fib.unicast(dst).ok_or(DropReason::NoRoute)?;
+        // A FIB that names a link we do not have is as good as no route.
+        links.link(route.next_hop).ok_or(DropReason::NoRoute)?;
+        Ok(NextHop::Link(route.next_hop))
+    }
+
+    /// Checks the link header of `datagram` and decides for each of its records (module doc).
+    /// Returns the parsed link header if it was valid.
+    pub fn handle_datagram(
+        &self,
+        rx_at: Instant,
+        now: Instant,
+        datagram: &mut [u8],
+        fib: &FibTable,
+        links: &impl LinkTable,
+        out: &mut impl PipelineOutput,
+    ) -> Option<LinkRepr> {
+        let rx = match self.check_header(datagram, links) {
+            Ok(rx) => rx,
+            Err(reason) => {
+                out.drop_record(reason);
+                return None;
+            }
+        };
+        let residence_us = duration_us(now.saturating_duration_since(rx_at));
+        let mut at = LINK_HEADER_LEN;
+        while at < datagram.len() {
+            match self.handle_record(&rx, residence_us, &mut datagram[at..], fib, links, out) {
+                Ok(used) => at += used,
+                Err(reason) => {
+                    // A bad record header: the rest of the body cannot be delimited.
+                    out.drop_record(reason);
+                    break;
+                }
+            }
+        }
+        Some(rx)
+    }
+
+    fn check_header(
+        &self,
+        datagram: &[u8],
+        links: &impl LinkTable,
+    ) -> Result<LinkRepr, DropReason> {
+        let (rx, body) = LinkRepr::parse(datagram)?;
+        if rx.auth {
+            return Err(DropReason::Unsupported("authenticated link packets"));
+        }
+        if body.is_empty() {
+            return Err(DropReason::Truncated {
+                needed: LINK_HEADER_LEN + RECORD_HEADER_LEN,
+                got: datagram.len(),
+            });
+        }
+        let link = links
+            .link(rx.link)
+            .ok_or(DropReason::UnknownLink(rx.link.get()))?;
+        if link.neighbour != rx.sender {
+            return Err(DropReason::BadField {
+                field: "link.sender_node",
+                value: rx.sender.get().into(),
+            });
+        }
+        if rx.path.get() >= link.path_count {
+            return Err(DropReason::BadField {
+                field: "link.path_id",
+                value: rx.path.get().into(),
+            });
+        }
+        Ok(rx)
+    }
+
+    /// Handles the record at the front of `rest`; returns its length (header included), or an
+    /// error if the record header itself is bad. Errors in the body are reported to `out`.
+    fn handle_record(
+        &self,
+        rx: &LinkRepr,
+        residence_us: u32,
+        rest: &mut [u8],
+        fib: &FibTable,
+        links: &impl LinkTable,
+        out: &mut impl PipelineOutput,
+    ) -> Result<usize, DropReason> {
+        let (header, after) = RecordRepr::parse(rest)?;
+        if header.kind.packet_type() != rx.packet_type {
+            return Err(DropReason::UnknownRecordKind(header.kind as u8));
+        }
+        let len = usize::from(header.body_len);
+        if len > after.len() {
+            return Err(DropReason::BadLength {
+                field: "record.len",
+                value: len,
+            });
+        }
+        let body = &mut rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len];
+        let result = match header.kind {
+            RecordKind::Hello => HelloRepr::parse(body).map(|hello| out.hello(rx, &hello)),
+            RecordKind::Control => ControlRepr::parse(body).map(|_| out.control(rx, body)),
+            RecordKind::Data => self.handle_data(rx, &header, residence_us, body, fib, links, out),
+            RecordKind::Ack | RecordKind::Nack => Err(DropReason::Unsupported("link feedback")),
+        };
+        if let Err(reason) = result {
+            out.drop_record(reason);
+        }
+        Ok(RECORD_HEADER_LEN + len)
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the pipeline's inputs, passed through"
+    )]
+    fn handle_data(
+        &self,
+        rx: &LinkRepr,
+        header: &RecordRepr,
+        residence_us: u32,
+        body: &mut [u8],
+        fib: &FibTable,
+        links: &impl LinkTable,
+        out: &mut impl PipelineOutput,
+    ) -> Result<(), DropReason> {
+        let mut data = DataPacket::new_checked(&mut *body)?;
+        let overlay = *data.overlay();
+        if overlay.link_proto != LinkProto::BestEffort {
+            return Err(DropReason::Unsupported(
+                "link protocols other than best effort",
+            ));
+        }
+        // Best effort has no link sequence and never retransmits (docs/wire.md).
+        if header.link_seq != 0 {
+            return Err(DropReason::BadField {
+                field: "record.link_seq",
+                value: header.link_seq.into(),
+            });
+        }
+        if header.flags != RecordFlags::NONE {
+            return Err(DropReason::ReservedBitsSet {
+                field: "record.flags",
+            });
+        }
+        if data.fragment().is_some() {
+            return Err(DropReason::Unsupported("fragmented messages"));
+        }
+        let dst = match overlay.route {
+            Route::Unicast(dst) => dst,
+            Route::Multicast(_) => return Err(DropReason::Unsupported("multicast")),
+            Route::Anycast(_) => return Err(DropReason::Unsupported("anycast")),
+            Route::SourceRouted { .. } => return Err(DropReason::Unsupported("source routing")),
+        };
+        match self.next_hop(dst, fib, links)? {
+            NextHop::Local => {
+                let h = data.header_mut();
+                h.add_age_us(residence_us);
+                let age_us = h.age_us.get();
+                let payload_len = data.payload().len();
+                let delivery = LocalDelivery {
+                    dst_port: overlay.dst_port,
+                    src: overlay.src,
+                    src_port: overlay.src_port,
+                    flow: overlay.flow,
+                    seq: overlay.seq,
+                    age_us,
+                    payload: payload_of(body, payload_len),
+                };
+                out.deliver(rx, &delivery, body);
+            }
+            NextHop::Link(link) => {
+                let delay = links.link(link).map_or(0, |l| l.one_way_delay_us);
+                let h = data.header_mut();
+                h.decrement_ttl()?;
+                h.add_age_us(residence_us.saturating_add(delay));
+                out.forward(link, body);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The payload at the end of a checked data record body.
+fn payload_of(body: &[u8], len: usize) -> &[u8] {
+    &body[body.len() - len..]
+}
+
+/// A duration in whole microseconds, saturating at `u32::MAX` (about 71 minutes).
+fn duration_us(d: core::time::Duration) -> u32 {
+    u32::try_from(d.as_micros()).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,160 @@
+//! Building outgoing link packets into caller-supplied buffers: the link header with this node's
+//! identity, the chosen path, the worker's lane and a packet number per (link, lane), then one
+//! record.
+
+use weft_shared::DropReason;
+use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS, NodeId, PathId};
+use weft_shared::wire::{
+    ControlRepr, DataRepr, EmitError, HelloRepr, LinkRepr, PacketType, PacketWriter, RecordFlags,
+    RecordKind,
+};
+
+/// The TTL a locally originated data packet starts with: more hops than any sane overlay path.
+pub const DEFAULT_TTL: u8 = 32;
+
+/// Maps an emit failure to the drop the caller counts: a packet that does not fit is a length
+/// problem, anything else a bad field.
+pub fn emit_error_drop(e: EmitError) -> DropReason {
+    match e {
+        EmitError::BufferTooSmall { needed, .. } => DropReason::BadLength {
+            field: "packet.len",
+            value: needed,
+        },
+        EmitError::Invalid { field, value } => DropReason::BadField { field, value },
+    }
+}
+
+/// Builds one worker's outgoing link packets. Packet numbers are `lane << 56 | counter` with one
+/// counter per link, so they are strictly increasing per (link, direction, lane, incarnation)
+/// as `docs/wire.md` asks; lanes (one per worker) never share a number space.
+#[derive(Clone, Debug)]
+pub struct LinkSender {
+    node: NodeId,
+    incarnation: Incarnation,
+    lane: u8,
+    /// Next counter per link id (fixed size: [`MAX_LINKS`] entries, allocated once).
+    counters: Box<[u64]>,
+}
+
+impl LinkSender {
+    /// A sender for node `node` with data-plane incarnation `incarnation` (never 0) on `lane`.
+    pub fn new(node: NodeId, incarnation: Incarnation, lane: u8) -> Self {
+        LinkSender {
+            node,
+            incarnation,
+            lane,
+            counters: vec![0; usize::from(MAX_LINKS)].into_boxed_slice(),
+        }
+    }
+
+    /// The lane this sender stamps.
+    pub fn lane(&self) -> u8 {
+        self.lane
+    }
+
+    /// The header of the next packet on `link`, `path`; consumes a packet number.
+    pub fn next_header(
+        &mut self,
+        link: LinkId,
+        path: PathId,
+        packet_type: PacketType,
+    ) -> Result<LinkRepr, DropReason> {
+        let counter = self
+            .counters
+            .get_mut(usize::from(link.get()))
+            .ok_or(DropReason::UnknownLink(link.get()))?;
+        let packet_number = LinkRepr::packet_number(self.lane, *counter).ok_or(
+            DropReason::Unsupported("packet counter exhausted (restart with a new incarnation)"),
+        )?;
+        *counter += 1;
+        Ok(LinkRepr {
+            packet_type,
+            auth: false,
+            lane: self.lane,
+            sender: self.node,
+            link,
+            path,
+            sender_incarnation: self.incarnation,
+            packet_number,
+        })
+    }
+
+    /// Writes a hello packet into `buf`; returns its length.
+    pub fn write_hello(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        hello: &HelloRepr,
+    ) -> Result<usize, DropReason> {
+        let header = self.next_header(link, path, PacketType::Hello)?;
+        let max_len = buf.len();
+        let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
+        w.records()
+            .push(RecordFlags::NONE, 0, hello)
+            .map_err(emit_error_drop)?;
+        w.finish().map_err(emit_error_drop)
+    }
+
+    /// Writes a control packet carrying one envelope (already encoded, as in the inject ring)
+    /// into `buf`; the envelope is checked first. Returns the packet length.
+    pub fn write_control(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        envelope: &[u8],
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        ControlRepr::parse(envelope)?;
+        self.write_record(buf, link, path, RecordKind::Control, envelope, max_len)
+    }
+
+    /// Writes a data packet with one record whose body is already encoded (a forwarded record)
+    /// into `buf`, at most `max_len` bytes; returns the packet length.
+    pub fn write_data_record(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        record_body: &[u8],
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        self.write_record(buf, link, path, RecordKind::Data, record_body, max_len)
+    }
+
+    /// Writes a data packet with one record encoded from `data` (a locally originated message)
+    /// into `buf`, at most `max_len` bytes; returns the packet length.
+    pub fn write_data(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        data: &DataRepr<'_>,
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        let header = self.next_header(link, path, PacketType::Data)?;
+        let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
+        w.records()
+            .push(RecordFlags::NONE, 0, data)
+            .map_err(emit_error_drop)?;
+        w.finish().map_err(emit_error_drop)
+    }
+
+    fn write_record(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        kind: RecordKind,
+        body: &[u8],
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        let header = self.next_header(link, path, kind.packet_type())?;
+        let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
+        w.records()
+            .push_bytes(kind, RecordFlags::NONE, 0, body)
+            .map_err(emit_error_drop)?;
+        w.finish().map_err(emit_error_drop)
+    }
+}
