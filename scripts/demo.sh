@@ -45,6 +45,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 mkdir -p "$run"
+: >"$run/controld.log"
 say "== starting 6 data planes (logs in $run)"
 for n in 1 2 3 4 5 6; do
     "$bin/weft-dataplane" --config "$config" --id "$n" >"$run/node$n.log" 2>&1 &
@@ -59,7 +60,13 @@ say "== publishing static shortest-path routes"
 for n in 1 2 3 4 5 6; do
     "$bin/weft-controld" --config "$config" --id "$n" --static-routes >>"$run/controld.log"
 done
-say "$(grep -c published "$run/controld.log") FIBs published; route $src -> $dst: 6-1-2-3 (3 hops, tie with 6-5-4-3 broken by lowest link id)"
+say "$(grep -c published "$run/controld.log") FIBs published; the flow's route, hop by hop:"
+hop=$src
+while [ "$hop" != "$dst" ]; do
+    line=$(grep "^node $hop: to $dst via" "$run/controld.log")
+    say "  $line"
+    hop=$(sed -E 's/.*next hop ([0-9]+).*/\1/' <<<"$line")
+done
 
 say "== waiting for links to come up"
 sleep 1

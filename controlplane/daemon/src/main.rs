@@ -67,5 +67,18 @@ fn main() -> anyhow::Result<()> {
         "node {node}: published static routes as FIB generation {}",
         generation.0
     );
+    for (dst, route) in weft_routing::spf::Graph::from_config(&config)
+        .shortest_paths(node)
+        .iter()
+    {
+        let Some(link) = route.first_hop else {
+            continue;
+        };
+        let via = config.neighbour(link, node).map_or(0, |n| n.get());
+        println!(
+            "node {node}: to {dst} via link {link} (next hop {via}), {} hops, cost {} us",
+            route.hops, route.cost
+        );
+    }
     Ok(())
 }
