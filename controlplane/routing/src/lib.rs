@@ -1,7 +1,13 @@
 //! weft-routing: sans-IO route computation for the control plane.
 //!
-//! Today it holds [`spf`], shortest paths with deterministic tie-breaks over the overlay graph.
-//! Link-state flooding, group state and FIB building from live link state come with the
-//! control-plane issue; like this module they take every input as a value and read no clock.
+//! - [`metric`]: the expected-latency link metric and the damping of re-advertisements;
+//! - [`link_state`]: the link-state protocol (adverts, reliable flooding, aging, full
+//!   exchange) and the [`link_state::Router`] that turns it into routes and FIB contents;
+//! - [`spf`]: shortest paths with deterministic tie-breaks over the overlay graph.
+//!
+//! Every input is a value and no clock is read, so the control-plane daemon and the simulator
+//! drive the same code.
 
+pub mod link_state;
+pub mod metric;
 pub mod spf;

@@ -25,9 +25,16 @@ pub struct Edge {
 }
 
 /// The overlay graph: nodes by id, adjacency lists of (neighbour, link, cost).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Graph {
     adjacency: Vec<Vec<(NodeId, LinkId, u64)>>,
+}
+
+impl Default for Graph {
+    /// The graph with every node and no edge.
+    fn default() -> Self {
+        Graph::new([])
+    }
 }
 
 impl Graph {
@@ -66,6 +73,7 @@ impl Graph {
             cost: 0,
             first_hop: None,
             hops: 0,
+            via: None,
         });
         while let Some(Reverse((cost, first_hop, node))) = heap.pop() {
             if std::mem::replace(&mut done[node.index()], true) {
@@ -80,6 +88,7 @@ impl Graph {
                     cost: cost.saturating_add(edge_cost),
                     first_hop: Some(first_hop.unwrap_or(link)),
                     hops: hops + 1,
+                    via: Some(node),
                 };
                 let better = match best[next.index()] {
                     None => true,
@@ -104,6 +113,8 @@ pub struct Route {
     pub first_hop: Option<LinkId>,
     /// Number of links on the path.
     pub hops: u32,
+    /// The node before the destination on the path; `None` for the source itself.
+    pub via: Option<NodeId>,
 }
 
 /// Shortest paths from one source.
@@ -122,6 +133,25 @@ impl Routes {
     /// The route to `dst`, or `None` if it is unreachable.
     pub fn to(&self, dst: NodeId) -> Option<Route> {
         self.best.get(dst.index()).copied().flatten()
+    }
+
+    /// The nodes of the path to `dst`, from the source to `dst` inclusive; empty if `dst` is
+    /// unreachable.
+    pub fn path_to(&self, dst: NodeId) -> Vec<NodeId> {
+        let mut path = Vec::new();
+        let mut at = Some(dst);
+        while let Some(node) = at {
+            let Some(route) = self.to(node) else {
+                return Vec::new();
+            };
+            path.push(node);
+            if path.len() > self.best.len() {
+                return Vec::new(); // cannot happen: parents form a tree
+            }
+            at = route.via;
+        }
+        path.reverse();
+        path
     }
 
     /// Every reachable destination other than the source, in node id order.
@@ -164,7 +194,8 @@ mod tests {
             Some(Route {
                 cost: 15,
                 first_hop: Some(l(0)),
-                hops: 2
+                hops: 2,
+                via: Some(n(2)),
             })
         );
         assert_eq!(
@@ -172,10 +203,14 @@ mod tests {
             Some(Route {
                 cost: 0,
                 first_hop: None,
-                hops: 0
+                hops: 0,
+                via: None,
             })
         );
         assert_eq!(r.to(n(4)), None);
+        assert_eq!(r.path_to(n(3)), vec![n(1), n(2), n(3)]);
+        assert_eq!(r.path_to(n(1)), vec![n(1)]);
+        assert!(r.path_to(n(4)).is_empty());
         assert_eq!(
             r.iter().map(|(d, _)| d.get()).collect::<Vec<_>>(),
             vec![2, 3]
