@@ -1,8 +1,12 @@
 //! weft-controld: the control-plane process.
 //!
-//! Today it has one mode, [`static_routes`]: compute shortest paths over the config's links at
-//! their base costs and publish them as a FIB generation into a running data plane's shared
-//! memory. Link-state flooding, live link metrics and rerouting come with the control-plane
-//! issue and replace this mode's fixed view of the graph.
+//! - [`attach`]: reaching the node's data plane through its attach socket;
+//! - [`daemon`]: the loop that drives the link-state [`weft_routing::link_state::Router`] with
+//!   punted control packets, link statistics and time, injects its envelopes and publishes FIB
+//!   generations;
+//! - [`static_routes`]: the one-shot mode that publishes the config's shortest paths at base
+//!   cost (no link state).
 
+pub mod attach;
+pub mod daemon;
 pub mod static_routes;
