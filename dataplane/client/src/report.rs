@@ -218,6 +218,8 @@ pub struct RecvStats {
     not_probes: u64,
     untracked: u64,
     clock_behind: u64,
+    last_arrival_ns: Option<u64>,
+    max_gap_ns: u64,
 }
 
 /// Largest latency recorded (longer ones are clamped): one hour, in ns.
@@ -245,6 +247,8 @@ impl RecvStats {
             not_probes: 0,
             untracked: 0,
             clock_behind: 0,
+            last_arrival_ns: None,
+            max_gap_ns: 0,
         }
     }
 
@@ -253,6 +257,10 @@ impl RecvStats {
     pub fn record(&mut self, node: NodeId, port: Port, payload: &[u8], age_us: u32, now_ns: u64) {
         self.received += 1;
         self.bytes += payload.len() as u64;
+        if let Some(last) = self.last_arrival_ns {
+            self.max_gap_ns = self.max_gap_ns.max(now_ns.saturating_sub(last));
+        }
+        self.last_arrival_ns = Some(now_ns);
         self.age.saturating_record(u64::from(age_us) * 1000);
         let Some(h) = ProbeHeader::read(payload) else {
             self.not_probes += 1;
@@ -316,6 +324,7 @@ impl RecvStats {
             clock_behind: self.clock_behind,
             latency_us: Percentiles::from_ns(&self.latency),
             node_age_us: Percentiles::from_ns(&self.age),
+            max_gap_ms: self.max_gap_ns as f64 / 1e6,
         }
     }
 }
@@ -351,6 +360,9 @@ pub struct RecvSummary {
     pub latency_us: Percentiles,
     /// The nodes' accumulated `age_us` (includes no time in the sending client).
     pub node_age_us: Percentiles,
+    /// The longest time between two consecutive arrivals, in ms: at a steady send rate, the
+    /// longest outage seen (plus one send interval).
+    pub max_gap_ms: f64,
 }
 
 impl fmt::Display for RecvSummary {
@@ -366,7 +378,8 @@ impl fmt::Display for RecvSummary {
             self.lost, self.loss_pct, self.duplicates, self.reordered
         )?;
         writeln!(f, "latency   us  {}", self.latency_us)?;
-        write!(f, "node age  us  {}", self.node_age_us)?;
+        writeln!(f, "node age  us  {}", self.node_age_us)?;
+        write!(f, "longest gap between arrivals: {:.1} ms", self.max_gap_ms)?;
         if self.not_probes + self.untracked + self.clock_behind > 0 {
             write!(
                 f,

@@ -171,3 +171,16 @@ fn flows_are_told_apart_and_oddities_counted() {
     let text = sum.to_string();
     assert!(text.contains("loss") && text.contains("p99.9"), "{text}");
 }
+
+#[test]
+fn the_longest_gap_between_arrivals_is_reported() {
+    let mut stats = RecvStats::new();
+    let node = NodeId::new(1).unwrap();
+    // Arrivals at 0, 1, 2 ms, then a 250 ms outage, then 253 ms.
+    for at_ms in [0u64, 1, 2, 252, 253] {
+        stats.record(node, Port(1), b"not a probe", 0, at_ms * 1_000_000);
+    }
+    let s = stats.summary(1.0);
+    assert!((s.max_gap_ms - 250.0).abs() < 1e-9, "{}", s.max_gap_ms);
+    assert!(s.to_string().contains("longest gap between arrivals: 250.0 ms"));
+}
