@@ -1,3 +1,15 @@
-//! weft-tests: the deterministic simulator and the real-process integration harness.
+//! weft-tests: whole-system test support.
 //!
-//! Built by the test-bench issue; see the README for what exists today.
+//! - [`overlay`]: real overlays of `weft-dataplane` + `weft-controld` (or `weft node`)
+//!   processes on loopback, guarded, with `weftctl` access;
+//! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures.
+//!
+//! The deterministic simulator comes with the test-bench issue.
+
+#![allow(
+    clippy::panic,
+    reason = "a test harness fails loudly; nothing here handles production input"
+)]
+
+pub mod overlay;
+pub mod traffic;
