@@ -49,6 +49,9 @@ struct Args {
     json: bool,
 }
 
+/// A link as (id, a, b).
+type EdgeEnds = (u16, u16, u16);
+
 /// xorshift64*: a small seeded generator, enough for a synthetic graph.
 struct Rng(u64);
 
@@ -260,8 +263,8 @@ fn spf_alone(edges: &[(u16, u16, u16, u32)], runs: u32) -> anyhow::Result<Histog
 fn synthetic_config(
     nodes: u16,
     links: &[(u16, u16, u16, u32)],
-) -> anyhow::Result<(Config, Vec<(u16, u16, u16)>)> {
-    let edges: Vec<(u16, u16, u16)> = links.iter().map(|&(i, a, b, _)| (i, a, b)).collect();
+) -> anyhow::Result<(Config, Vec<EdgeEnds>)> {
+    let edges: Vec<EdgeEnds> = links.iter().map(|&(i, a, b, _)| (i, a, b)).collect();
     let mut t = String::from("schema = 1\n[overlay]\nname = \"spf-bench\"\n");
     for n in 1..=nodes {
         let (x, y) = (n / 250, n % 250 + 1);

@@ -182,5 +182,8 @@ fn the_longest_gap_between_arrivals_is_reported() {
     }
     let s = stats.summary(1.0);
     assert!((s.max_gap_ms - 250.0).abs() < 1e-9, "{}", s.max_gap_ms);
-    assert!(s.to_string().contains("longest gap between arrivals: 250.0 ms"));
+    assert!(
+        s.to_string()
+            .contains("longest gap between arrivals: 250.0 ms")
+    );
 }
