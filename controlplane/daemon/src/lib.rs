@@ -5,4 +5,5 @@
 //! memory. Link-state flooding, live link metrics and rerouting come with the control-plane
 //! issue and replace this mode's fixed view of the graph.
 
+pub mod ctl_server;
 pub mod static_routes;
