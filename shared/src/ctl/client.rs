@@ -13,7 +13,7 @@ use super::{CtlReply, CtlRequest};
 pub enum CtlError {
     /// Nothing listens on the socket (`ENOENT`: no socket file; `ECONNREFUSED`: a file left by
     /// a control plane that is gone).
-    #[error("the control plane is not running: nothing listens on {} ({source})", socket.display())]
+    #[error("the control plane is not running: nothing listens on {}", socket.display())]
     NotRunning {
         /// The socket path.
         socket: PathBuf,
@@ -36,7 +36,7 @@ pub enum CtlError {
         socket: PathBuf,
     },
     /// The reply is not a valid reply line (garbage, too long, or another protocol version).
-    #[error("bad reply from the control plane on {}: {source}", socket.display())]
+    #[error("bad reply from the control plane on {}", socket.display())]
     BadReply {
         /// The socket path.
         socket: PathBuf,
@@ -45,7 +45,7 @@ pub enum CtlError {
         source: CodecError,
     },
     /// Any other socket error.
-    #[error("{op} {}: {source}", socket.display())]
+    #[error("{op} {}", socket.display())]
     Io {
         /// What was being done.
         op: &'static str,
