@@ -206,7 +206,7 @@ impl CtlServer {
                 continue;
             };
             let step = conn.step(now, &mut answer, &self.epoll, i as u64, &mut self.stats);
-            let idle = now.saturating_duration_since(conn.last_progress) > IDLE_TIMEOUT;
+            let idle = now.saturating_duration_since(conn.last_progress) >= IDLE_TIMEOUT;
             match step {
                 Step::Done => self.stats.answered += 1,
                 Step::Lost => self.stats.failed += 1,
