@@ -15,6 +15,7 @@
 //! session socket (`session::bind_listener`); codecs and tables work on caller buffers.
 
 pub mod config;
+pub mod ctl;
 pub mod drop_reason;
 pub mod ids;
 pub mod session;

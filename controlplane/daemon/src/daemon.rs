@@ -147,7 +147,7 @@ impl Daemon {
     }
 
     /// The config the daemon runs.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &Arc<Config> {
         &self.config
     }
 

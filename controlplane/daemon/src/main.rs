@@ -12,8 +12,10 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use weft_controld::attach::{attach, attach_socket_path};
+use weft_controld::ctl_server::CtlServer;
 use weft_controld::daemon::Daemon;
 use weft_controld::static_routes;
+use weft_controld::status;
 use weft_shared::config::Config;
 use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::time::Instant;
@@ -116,6 +118,12 @@ fn run() -> anyhow::Result<()> {
         attachment,
         Duration::from_millis(args.stats_interval_ms.max(1)),
     )?;
+    let ctl_path = config
+        .node(node)
+        .map(|n| n.ctl_socket().to_owned())
+        .context("node not in config")?;
+    let mut ctl = CtlServer::bind(&ctl_path)
+        .with_context(|| format!("serving weftctl on {}", ctl_path.display()))?;
     let dataplane_pid = daemon.dataplane_pid();
     eprintln!(
         "weft-controld: node {node} attached (incarnation {}, FIB generation {})",
@@ -124,8 +132,15 @@ fn run() -> anyhow::Result<()> {
     );
     let mut next_liveness_check = std::time::Instant::now();
     loop {
-        let next = daemon.turn();
-        let ready = daemon.sleep(next, &[signals.as_fd()]);
+        let mut next = daemon.turn();
+        if let Some(t) = ctl.poll_timeout() {
+            let left = t.saturating_duration_since(std::time::Instant::now());
+            next = next.min(daemon.now() + left);
+        }
+        let ready = daemon.sleep(next, &[signals.as_fd(), ctl.as_fd()]);
+        ctl.poll(std::time::Instant::now(), |req| {
+            status::answer(&mut daemon, req)
+        });
         if ready.first().copied().unwrap_or(false) {
             if let Ok(Some(sig)) = signals.read_signal() {
                 eprintln!(

@@ -1,0 +1,431 @@
+//! Human-readable output of each report: a heading line, then aligned tables ([`crate::table`]).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use weft_shared::ctl::StatusReply;
+
+use crate::report::{
+    ConfigSummary, CountersReport, DataplaneInfo, FibReport, LinksReport, Liveness, NodesReport,
+    RoutesReport, StatusReport,
+};
+use crate::table::{Align, Table, age_ms, bytes, duration_us, opt, ppm_percent};
+
+/// `show status`.
+pub fn status(report: &StatusReport) -> String {
+    let s = &report.status;
+    let rows = [
+        ("node", format!("{} ({})", s.node, s.name)),
+        ("incarnation", format!("{:#010x}", s.incarnation)),
+        ("uptime", age_ms(s.uptime_ms)),
+        ("fib generation", s.fib_generation.to_string()),
+        ("fib publishes", s.fib_publishes.to_string()),
+        ("updates received", s.updates_received.to_string()),
+        ("updates sent", s.updates_sent.to_string()),
+        ("retransmissions", s.retransmissions.to_string()),
+        ("spf runs", s.spf_runs.to_string()),
+        ("last spf", duration_us(s.last_spf_us)),
+    ];
+    let mut out = String::new();
+    for (key, value) in rows {
+        let _ = writeln!(out, "{key:<17} {value}");
+    }
+    out
+}
+
+/// `show nodes`: the nodes, then every link they advertise.
+pub fn nodes(report: &NodesReport) -> String {
+    let mut out = format!(
+        "node {} ({}): {} nodes in the link-state database\n",
+        report.node,
+        report.name,
+        report.nodes.len()
+    );
+    let names: HashMap<u16, &str> = report
+        .nodes
+        .iter()
+        .map(|n| (n.node, n.name.as_str()))
+        .collect();
+    let mut table = Table::new(&[
+        ("NODE", Align::Right),
+        ("NAME", Align::Left),
+        ("REACHABLE", Align::Left),
+        ("INCARNATION", Align::Left),
+        ("SEQ", Align::Right),
+        ("AGE", Align::Right),
+        ("LINKS", Align::Right),
+    ]);
+    let mut links = Table::new(&[
+        ("NODE", Align::Right),
+        ("LINK", Align::Right),
+        ("NEIGHBOUR", Align::Left),
+        ("STATE", Align::Left),
+        ("LATENCY", Align::Right),
+        ("LOSS", Align::Right),
+        ("COST", Align::Right),
+    ]);
+    for n in &report.nodes {
+        table.row(vec![
+            n.node.to_string(),
+            n.name.clone(),
+            yes_no(n.reachable).to_owned(),
+            format!("{:#010x}", n.incarnation),
+            n.seq.to_string(),
+            age_ms(n.age_ms),
+            n.links.len().to_string(),
+        ]);
+        for l in &n.links {
+            links.row(vec![
+                n.node.to_string(),
+                l.link.to_string(),
+                named(l.neighbour, names.get(&l.neighbour).copied()),
+                if l.up { "up" } else { "down" }.to_owned(),
+                duration_us(u64::from(l.latency_us)),
+                ppm_percent(l.loss_ppm),
+                duration_us(l.cost_us),
+            ]);
+        }
+    }
+    out.push_str(&table.render());
+    if !links.is_empty() {
+        out.push('\n');
+        out.push_str(&links.render());
+    }
+    out
+}
+
+/// `show routes`: a status line, then one row per destination.
+pub fn routes(report: &RoutesReport) -> String {
+    let mut out = format!("node {} ({})", report.node, report.name);
+    match &report.status {
+        Some(StatusReply {
+            fib_generation,
+            fib_publishes,
+            spf_runs,
+            last_spf_us,
+            ..
+        }) => {
+            let _ = writeln!(
+                out,
+                ": FIB generation {fib_generation} ({fib_publishes} published by this control \
+                 plane), {spf_runs} SPF runs, last took {}",
+                duration_us(*last_spf_us)
+            );
+        }
+        None => out.push('\n'),
+    }
+    let mut table = Table::new(&[
+        ("DEST", Align::Right),
+        ("NAME", Align::Left),
+        ("NEXT HOP", Align::Right),
+        ("LINK", Align::Right),
+        ("METRIC", Align::Right),
+        ("PATH", Align::Left),
+    ]);
+    for r in &report.routes {
+        let reachable = !r.path.is_empty();
+        table.row(vec![
+            r.destination.to_string(),
+            r.name.clone(),
+            opt(r.next_hop_node),
+            opt(r.link),
+            if reachable {
+                duration_us(r.metric_us)
+            } else {
+                "unreachable".to_owned()
+            },
+            r.path
+                .iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(" > "),
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}
+
+/// `show links`: each link, its paths indented below it.
+pub fn links(report: &LinksReport) -> String {
+    let mut out = heading(report.node, &report.name, &report.dataplane);
+    let mut table = Table::new(&[
+        ("LINK", Align::Right),
+        ("PATH", Align::Right),
+        ("PEER", Align::Left),
+        ("STATE", Align::Left),
+        ("ACTIVE", Align::Right),
+        ("RTT", Align::Right),
+        ("LOSS", Align::Right),
+        ("HELLO OUT", Align::Right),
+        ("HELLO IN", Align::Right),
+        ("PKTS IN", Align::Right),
+        ("PKTS OUT", Align::Right),
+        ("BYTES IN", Align::Right),
+        ("BYTES OUT", Align::Right),
+        ("CHANGED", Align::Right),
+    ]);
+    for l in &report.links {
+        let mut row = vec![
+            l.link.to_string(),
+            String::new(),
+            named(l.neighbour, Some(&l.neighbour_name)),
+        ];
+        row.extend(liveness_cells(&l.liveness, opt(l.active_path)));
+        row.extend([
+            l.packets_in.to_string(),
+            l.packets_out.to_string(),
+            bytes(l.bytes_in),
+            bytes(l.bytes_out),
+            changed(&l.liveness),
+        ]);
+        table.row(row);
+        for p in &l.paths {
+            let mut row = vec![
+                String::new(),
+                p.path.to_string(),
+                format!("{} > {}", p.local, p.remote),
+            ];
+            row.extend(liveness_cells(&p.liveness, String::new()));
+            row.extend([String::new(), String::new(), String::new(), String::new()]);
+            row.push(changed(&p.liveness));
+            table.row(row);
+        }
+    }
+    if report.links.is_empty() {
+        out.push_str("(the node has no links in the config)\n");
+    } else {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+/// `show fib`: the generation, its counts, the unicast table.
+pub fn fib(report: &FibReport) -> String {
+    let mut out = heading(report.node, &report.name, &report.dataplane);
+    let _ = writeln!(
+        out,
+        "FIB generation {}: {} unicast, {} multicast, {} anycast entries; checksum {}",
+        report.generation,
+        report.unicast_count,
+        report.multicast_count,
+        report.anycast_count,
+        match &report.verify_error {
+            None => "ok".to_owned(),
+            Some(e) => format!("MISMATCH ({e})"),
+        }
+    );
+    if report.generation == 0 {
+        out.push_str("(no FIB was published yet: is the control plane running?)\n");
+    }
+    if report.unicast.is_empty() {
+        return out;
+    }
+    let mut table = Table::new(&[
+        ("DEST", Align::Right),
+        ("NAME", Align::Left),
+        ("LINK", Align::Right),
+        ("NEXT HOP", Align::Right),
+        ("METRIC", Align::Right),
+    ]);
+    for r in &report.unicast {
+        table.row(vec![
+            r.destination.to_string(),
+            r.name.clone(),
+            r.link.to_string(),
+            opt(r.next_hop_node),
+            duration_us(u64::from(r.metric_us)),
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}
+
+/// `show counters`: every counter that is not zero, per worker and in total.
+pub fn counters(report: &CountersReport) -> String {
+    let mut out = heading(report.node, &report.name, &report.dataplane);
+    let mut columns = vec![
+        ("COUNTER".to_owned(), Align::Left),
+        ("TOTAL".to_owned(), Align::Right),
+    ];
+    for w in &report.workers {
+        columns.push((format!("W{} (CORE {})", w.worker, w.core), Align::Right));
+    }
+    let titles: Vec<(&str, Align)> = columns.iter().map(|(t, a)| (t.as_str(), *a)).collect();
+    let mut table = Table::new(&titles);
+    for (name, total) in &report.total.0 {
+        let per_worker: Vec<u64> = report
+            .workers
+            .iter()
+            .map(|w| w.counters.get(name).unwrap_or(0))
+            .collect();
+        if *total == 0 && per_worker.iter().all(|&v| v == 0) {
+            continue;
+        }
+        let mut row = vec![name.clone(), total.to_string()];
+        row.extend(per_worker.iter().map(u64::to_string));
+        table.row(row);
+    }
+    if table.is_empty() {
+        out.push_str("(every counter is zero)\n");
+    } else {
+        out.push_str(&table.render());
+    }
+    out
+}
+
+/// `config check`.
+pub fn config_summary(summary: &ConfigSummary) -> String {
+    let mut out = format!(
+        "{}: ok\noverlay {}, config hash {}\n{} nodes, {} links, {} paths\n",
+        summary.file, summary.overlay, summary.hash, summary.nodes, summary.links, summary.paths
+    );
+    let mut table = Table::new(&[
+        ("NODE", Align::Right),
+        ("NAME", Align::Left),
+        ("WORKERS", Align::Right),
+        ("LINKS", Align::Right),
+        ("CTL SOCKET", Align::Left),
+    ]);
+    for n in &summary.node_list {
+        table.row(vec![
+            n.id.to_string(),
+            n.name.clone(),
+            n.workers.to_string(),
+            n.links.to_string(),
+            n.ctl_socket.clone(),
+        ]);
+    }
+    out.push_str(&table.render());
+    out
+}
+
+fn heading(node: u16, name: &str, dp: &DataplaneInfo) -> String {
+    format!(
+        "node {node} ({name}): data plane pid {}, incarnation {:#010x}, {}\n",
+        dp.pid, dp.incarnation, dp.region
+    )
+}
+
+fn liveness_cells(l: &Liveness, active: String) -> [String; 6] {
+    let measured = l.rtt_us != 0 || l.hellos_received != 0;
+    [
+        l.state.as_str().to_owned(),
+        active,
+        if measured {
+            duration_us(u64::from(l.rtt_us))
+        } else {
+            "-".to_owned()
+        },
+        ppm_percent(l.loss_ppm),
+        l.hellos_sent.to_string(),
+        l.hellos_received.to_string(),
+    ]
+}
+
+fn changed(l: &Liveness) -> String {
+    l.changed_ms_ago
+        .map_or_else(|| "never".to_owned(), |ms| format!("{} ago", age_ms(ms)))
+}
+
+fn named(id: u16, name: Option<&str>) -> String {
+    match name {
+        Some(name) if !name.is_empty() => format!("{id} {name}"),
+        _ => id.to_string(),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_shared::ctl::RouteRow;
+
+    use super::*;
+    use crate::report::{Counters, WorkerRow};
+
+    fn dp() -> DataplaneInfo {
+        DataplaneInfo {
+            pid: 42,
+            incarnation: 7,
+            region: "/dev/shm/x".into(),
+        }
+    }
+
+    #[test]
+    fn routes_table() {
+        let report = RoutesReport {
+            node: 1,
+            name: "a".into(),
+            status: None,
+            routes: vec![
+                RouteRow {
+                    destination: 2,
+                    name: "b".into(),
+                    next_hop_node: Some(2),
+                    link: Some(0),
+                    metric_us: 1500,
+                    path: vec![1, 2],
+                },
+                RouteRow {
+                    destination: 13,
+                    name: "far".into(),
+                    next_hop_node: None,
+                    link: None,
+                    metric_us: u64::MAX,
+                    path: vec![],
+                },
+            ],
+        };
+        assert_eq!(
+            routes(&report),
+            "node 1 (a)\n\
+             DEST  NAME  NEXT HOP  LINK       METRIC  PATH\n\
+             \x20  2  b            2     0       1.50ms  1 > 2\n\
+             \x20 13  far          -     -  unreachable\n"
+        );
+    }
+
+    #[test]
+    fn counters_hide_zeros() {
+        let row = |received, drops| {
+            Counters(vec![
+                ("received".into(), received),
+                ("drop_no_route".into(), drops),
+                ("drop_replayed".into(), 0),
+            ])
+        };
+        let report = CountersReport {
+            node: 3,
+            name: "c".into(),
+            dataplane: dp(),
+            workers: vec![
+                WorkerRow {
+                    worker: 0,
+                    core: 2,
+                    counters: row(10, 0),
+                },
+                WorkerRow {
+                    worker: 1,
+                    core: 5,
+                    counters: row(5, 1),
+                },
+            ],
+            total: row(15, 1),
+        };
+        assert_eq!(
+            counters(&report),
+            "node 3 (c): data plane pid 42, incarnation 0x00000007, /dev/shm/x\n\
+             COUNTER        TOTAL  W0 (CORE 2)  W1 (CORE 5)\n\
+             received          15           10            5\n\
+             drop_no_route      1            0            1\n"
+        );
+        let quiet = CountersReport {
+            workers: vec![],
+            total: row(0, 0),
+            ..report
+        };
+        assert!(counters(&quiet).ends_with("(every counter is zero)\n"));
+    }
+}
