@@ -281,6 +281,27 @@ impl Overlay {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("weftctl {args:?}: {e}: {out}"))
     }
 
+    /// Waits until every node's data plane forwards with a FIB that reaches every other node.
+    pub fn wait_converged(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for &id in &self.nodes {
+            loop {
+                let (code, out, _) = self.weftctl(id, &["--json", "show", "fib"]);
+                let entries = serde_json::from_str::<serde_json::Value>(&out)
+                    .ok()
+                    .and_then(|v| v["unicast_count"].as_u64());
+                if code == 0 && entries == Some(self.nodes.len() as u64 - 1) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id}'s FIB does not reach every node: {out}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// Node `id`'s logs so far (every role).
     pub fn log(&self, id: u16) -> String {
         let mut s = String::new();

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use weft_client::probe::{PROBE_HEADER_LEN, ProbeHeader, monotonic_ns};
 use weft_client::report::{RecvStats, RecvSummary};
-use weft_client::{Addr, Client, Service};
+use weft_client::{Addr, Client, ClientError, ServerError, Service};
 use weft_shared::ids::{NodeId, Port};
 
 /// A paced flow from one node to a port on another, running on two threads.
 pub struct Traffic {
     stop: Arc<AtomicBool>,
+    stop_receiver: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     sender: Option<JoinHandle<Result<(), String>>>,
     receiver: Option<JoinHandle<Result<RecvSummary, String>>>,
@@ -46,7 +47,8 @@ impl Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let stop_r = stop.clone();
+        let stop_receiver = Arc::new(AtomicBool::new(false));
+        let stop_r = stop_receiver.clone();
         let receiver = std::thread::spawn(move || {
             let mut client =
                 Client::connect(&dst_socket, "test-recv").map_err(|e| e.to_string())?;
@@ -59,7 +61,7 @@ impl Traffic {
             let mut stopped_at: Option<Instant> = None;
             loop {
                 if stop_r.load(Ordering::Relaxed) {
-                    // Drain what is still in flight for a moment after the sender stopped.
+                    // Drain what is still in flight for a moment after the sender finished.
                     let t = *stopped_at.get_or_insert_with(Instant::now);
                     if t.elapsed() > Duration::from_millis(500) {
                         break;
@@ -115,7 +117,15 @@ impl Traffic {
                     sent_ns: monotonic_ns(),
                 }
                 .write(&mut payload);
-                client.send(&flow, &payload).map_err(|e| e.to_string())?;
+                // A best-effort send the node could not route (a failure not yet routed
+                // around) is reported on the next send, which then sent nothing: retry it.
+                loop {
+                    match client.send(&flow, &payload) {
+                        Ok(()) => break,
+                        Err(ClientError::Server(ServerError::Unreachable { .. })) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
                 seq += 1;
                 sent_s.store(seq, Ordering::Relaxed);
             }
@@ -124,6 +134,7 @@ impl Traffic {
         });
         Traffic {
             stop,
+            stop_receiver,
             sent,
             sender: Some(sender),
             receiver: Some(receiver),
@@ -143,7 +154,9 @@ impl Traffic {
             Some(Err(_)) => Err("sender panicked".to_owned()),
             None => Ok(()),
         };
-        join(self.sender.take())?;
+        let sent = join(self.sender.take());
+        self.stop_receiver.store(true, Ordering::Relaxed);
+        sent?;
         let recv = match self.receiver.take().map(JoinHandle::join) {
             Some(Ok(r)) => r?,
             _ => return Err("receiver panicked".to_owned()),
@@ -158,5 +171,6 @@ impl Traffic {
 impl Drop for Traffic {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.stop_receiver.store(true, Ordering::Relaxed);
     }
 }

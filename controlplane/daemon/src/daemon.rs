@@ -87,15 +87,15 @@ impl Daemon {
     ) -> anyhow::Result<Daemon> {
         let started = std::time::Instant::now();
         let region = attachment.region.clone();
-        let router = Router::new(
-            &config,
-            me,
-            incarnation,
-            RouterParams::from_timers(config.timers()),
-            Instant::ZERO,
-        )?;
         let writer = FibWriter::attach(region.clone(), STUCK_AFTER)
             .context("becoming the FIB writer (is another weft-controld running?)")?;
+        // A data plane that already forwards with a FIB (this is a control-plane restart)
+        // keeps being used while we resync; a fresh one is offered only once it has a FIB.
+        let params = RouterParams {
+            hold_links_until_fib: writer.generation().0 == 0,
+            ..RouterParams::from_timers(config.timers())
+        };
+        let router = Router::new(&config, me, incarnation, params, Instant::ZERO)?;
         let punt = RingConsumer::attach(region.clone(), RingId::Punt(0))
             .context("becoming the punt ring's consumer")?;
         let inject = RingProducer::attach(region.clone(), RingId::Inject(0))

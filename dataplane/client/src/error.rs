@@ -102,6 +102,13 @@ pub enum ServerError {
         /// The node's explanation.
         text: String,
     },
+    /// A best-effort message was dropped at the local node: its destination has no route
+    /// right now. The session and the flow stay usable; send again later.
+    #[error("the node dropped a message: its destination is unreachable now ({text})")]
+    Unreachable {
+        /// The node's explanation.
+        text: String,
+    },
     /// A code this library does not know (from a newer node): a generic failure.
     #[error("the node returned error code {code} (detail {detail}): {text}")]
     Other {
@@ -142,6 +149,7 @@ impl ServerError {
             ErrorCode::Unsupported => ServerError::Unsupported { text },
             ErrorCode::ShuttingDown => ServerError::ShuttingDown,
             ErrorCode::Internal => ServerError::Internal { text },
+            ErrorCode::Unreachable => ServerError::Unreachable { text },
             ErrorCode::Other(code) => ServerError::Other { code, detail, text },
         }
     }

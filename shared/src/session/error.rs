@@ -36,6 +36,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The node failed internally; the request may be retried.
     Internal,
+    /// A best-effort `Send` was dropped because its destination has no route from this node
+    /// right now (a failure not yet routed around); `detail` holds the drop reason's index.
+    /// The flow stays usable: later sends go through once a route exists.
+    Unreachable,
     /// A code this build does not know (sent by a newer peer); treat it as a generic failure.
     Other(u16),
 }
@@ -58,6 +62,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => 12,
             ErrorCode::ShuttingDown => 13,
             ErrorCode::Internal => 14,
+            ErrorCode::Unreachable => 15,
             ErrorCode::Other(v) => v,
         }
     }
@@ -79,6 +84,7 @@ impl ErrorCode {
             12 => ErrorCode::Unsupported,
             13 => ErrorCode::ShuttingDown,
             14 => ErrorCode::Internal,
+            15 => ErrorCode::Unreachable,
             other => ErrorCode::Other(other),
         }
     }
@@ -271,6 +277,7 @@ mod tests {
             (ErrorCode::Unsupported, 12),
             (ErrorCode::ShuttingDown, 13),
             (ErrorCode::Internal, 14),
+            (ErrorCode::Unreachable, 15),
         ];
         for (code, value) in table {
             assert_eq!(code.as_u16(), value, "{code:?}");

@@ -73,6 +73,11 @@ pub struct RouterParams {
     pub damping: Damping,
     /// The expected-latency metric's constants.
     pub metric: MetricParams,
+    /// Advertise every link down until the first FIB is published: a node whose data plane
+    /// has no FIB yet (a fresh start) offers no transit and is not a destination until it can
+    /// forward. A control plane restarted over a data plane that still forwards with an older
+    /// FIB sets this to `false`, so the node stays in use while its control plane resyncs.
+    pub hold_links_until_fib: bool,
 }
 
 impl RouterParams {
@@ -88,6 +93,7 @@ impl RouterParams {
             sync_max: Duration::from_secs(2),
             damping: Damping::default(),
             metric: MetricParams::default(),
+            hold_links_until_fib: true,
         }
     }
 }
@@ -192,6 +198,7 @@ pub struct Router {
     started_at: Instant,
     last_news_at: Instant,
     synced: bool,
+    holding_links: bool,
     stats: RouterStats,
 }
 
@@ -259,6 +266,7 @@ impl Router {
             started_at: now,
             last_news_at: now,
             synced: false,
+            holding_links: params.hold_links_until_fib,
             stats: RouterStats::default(),
         };
         router.originate(now);
@@ -555,6 +563,11 @@ impl Router {
     pub fn fib_published(&mut self, now: Instant) {
         self.fib_dirty = false;
         self.last_fib_at = Some(now);
+        if self.holding_links {
+            // The data plane can forward now: offer this node's links.
+            self.holding_links = false;
+            self.originate(now);
+        }
     }
 
     fn recompute(&mut self) {
@@ -619,7 +632,11 @@ impl Router {
                 .iter()
                 .map(|l| AdvertLink {
                     link: l.id,
-                    report: l.advertised,
+                    report: if self.holding_links {
+                        LinkReport::default()
+                    } else {
+                        l.advertised
+                    },
                 })
                 .collect(),
         };

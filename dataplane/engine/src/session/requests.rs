@@ -423,6 +423,7 @@ impl Core {
                 }
                 let code = match reason {
                     DropReason::Unsupported(_) => ErrorCode::Unsupported,
+                    DropReason::NoRoute | DropReason::TtlExpired => ErrorCode::Unreachable,
                     _ => ErrorCode::Internal,
                 };
                 let detail = reason.index() as u32;
