@@ -234,6 +234,7 @@ impl Daemon {
     }
 
     fn read_link_stats(&mut self, now: Instant) {
+        let mut changed: Vec<(LinkId, LinkReport)> = Vec::new();
         for &link in &self.my_links {
             let report = match self.stats_reader.link(link) {
                 Ok(s) => LinkReport {
@@ -244,8 +245,11 @@ impl Daemon {
                 Err(_) => LinkReport::default(),
             };
             if self.router.measured(link) != Some(report) {
-                self.router.on_link_report(now, link, report);
+                changed.push((link, report));
             }
+        }
+        if !changed.is_empty() {
+            self.router.on_link_reports(now, &changed);
         }
     }
 

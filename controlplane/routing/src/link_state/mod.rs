@@ -313,30 +313,51 @@ impl Router {
     /// This node's link `link` changed (or was re-measured): `report` is its data plane's view.
     /// Re-originates when the change is news (up/down, or past the damping thresholds).
     pub fn on_link_report(&mut self, now: Instant, link: LinkId, report: LinkReport) {
+        self.on_link_reports(now, &[(link, report)]);
+    }
+
+    /// Several of this node's links were measured at once (the daemon reads them all from
+    /// shared memory together): applies every report, then re-originates at most once, so no
+    /// advert ever shows a half-updated view (e.g. a control plane starting over a running
+    /// data plane must not announce "link A up, the others down" on its way to "all up").
+    pub fn on_link_reports(&mut self, now: Instant, reports: &[(LinkId, LinkReport)]) {
         let damping = self.params.damping;
         let last_metric_change = self.last_metric_change;
-        let Some(l) = self.local.iter_mut().find(|l| l.id == link) else {
-            return;
-        };
-        let was_up = l.measured.up;
-        l.measured = report;
-        if !damping.should_advertise(l.advertised, report, last_metric_change, now) {
+        let mut news = false;
+        let mut metric_only = false;
+        let mut came_up: Vec<LinkId> = Vec::new();
+        for &(link, report) in reports {
+            let Some(l) = self.local.iter_mut().find(|l| l.id == link) else {
+                continue;
+            };
+            let was_up = l.measured.up;
+            l.measured = report;
+            if !damping.should_advertise(l.advertised, report, last_metric_change, now) {
+                continue;
+            }
+            let up_down = l.advertised.up != report.up;
+            l.advertised = if report.up {
+                report
+            } else {
+                LinkReport::default()
+            };
+            if !report.up {
+                l.pending.clear();
+            }
+            if report.up && !was_up {
+                came_up.push(link);
+            }
+            metric_only |= !up_down;
+            news = true;
+        }
+        if !news {
             return;
         }
-        let up_down = l.advertised.up != report.up;
-        l.advertised = if report.up {
-            report
-        } else {
-            LinkReport::default()
-        };
-        if !report.up {
-            l.pending.clear();
-        }
-        if !up_down {
+        if metric_only {
             self.last_metric_change = Some(now);
         }
         self.originate(now);
-        if report.up && !was_up {
+        for link in came_up {
             self.full_exchange(now, link);
         }
     }
