@@ -2,8 +2,8 @@
 //!
 //! ```text
 //!        2
-//!   0 /     \ 2        links 0 and 2 cost 1 ms, links 1 and 3 cost 2 ms:
-//!   1         4        the active route from 1 to 4 is 1-2-4
+//!   0 /     \ 2        links 0 and 2 cost 10 ms, links 1 and 3 cost 20 ms (floors far above
+//!   1         4        loopback noise): the active route from 1 to 4 is 1-2-4
 //!   1 \     / 3
 //!        3
 //! ```
@@ -31,25 +31,25 @@ fn diamond(name: &str, start: Start) -> Overlay {
             id: 0,
             a: 1,
             b: 2,
-            cost_us: 1_000,
+            cost_us: 10_000,
         },
         LinkSpec {
             id: 1,
             a: 1,
             b: 3,
-            cost_us: 2_000,
+            cost_us: 20_000,
         },
         LinkSpec {
             id: 2,
             a: 2,
             b: 4,
-            cost_us: 1_000,
+            cost_us: 10_000,
         },
         LinkSpec {
             id: 3,
             a: 3,
             b: 4,
-            cost_us: 2_000,
+            cost_us: 20_000,
         },
     ];
     Overlay::start(name, 4, &links, start)
