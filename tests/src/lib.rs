@@ -1,5 +1,7 @@
 //! weft-tests: whole-system test support.
 //!
+//! - [`linkmodel`]: emulated links (latency, jitter, Bernoulli and Gilbert–Elliott loss, rate
+//!   limit, cuts), shared by the simulator and `weft-linkem`;
 //! - [`overlay`]: real overlays of `weft-dataplane` + `weft-controld` (or `weft node`)
 //!   processes on loopback, guarded, with `weftctl` access;
 //! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures.
@@ -11,5 +13,6 @@
     reason = "a test harness fails loudly; nothing here handles production input"
 )]
 
+pub mod linkmodel;
 pub mod overlay;
 pub mod traffic;
