@@ -8,13 +8,13 @@
 //! 2. The callback only sorts (`RxBatch::sort` in `rx.rs`): with `UDP_GRO` a receive buffer can
 //!    hold several Weft packets (the segments of a super-packet); each one is counted as received
 //!    and its class peeked with `peek_class`, and the buffer is kept for the turn.
-//! 3. Hello and control packets (class 0 and 1) are handled first, from every kept buffer, so a
-//!    flood of data never starves link liveness once it is read. Worker 0 runs the pipeline on
-//!    them; the other workers hand them to worker 0 through their [handoff](crate::handoff) ring.
+//! 3. Hello and control packets (class 0 and 1) of the new buffers are handled first, so a flood
+//!    of data never delays them once they are read. Worker 0 runs the pipeline on them; the other
+//!    workers hand them to worker 0 through their [handoff](crate::handoff) ring.
 //! 4. `enter()` the FIB once, then run the pipeline on every data packet: forwards are written
 //!    into tx buffers at once (sent by the next `run_once`), local deliveries go to the session
-//!    server (worker 0) or to worker 0's handoff ring (other workers). Then every kept buffer
-//!    goes back to the ring.
+//!    server (worker 0) or to worker 0's handoff ring (other workers). Then every buffer goes
+//!    back to the ring.
 //! 5. Worker 0 then drains the handoff rings, the session sockets, the inject ring and its link
 //!    monitors' timers (sending hellos), and writes link statistics on events and every 100 ms.
 //!
@@ -27,8 +27,10 @@
 //! With GRO (the default) a worker has [`RX_GRO_BUFFERS`] buffers of 65,507 bytes (the largest
 //! UDP payload, so any super-packet fits), about 4.2 MB per worker, all mapped and populated at
 //! start-up; a datagram that was not coalesced takes a whole buffer too, so a turn handles at
-//! most that many datagrams (more stay queued in the socket). Without GRO (`--no-gro`, or a
-//! kernel that refuses `UDP_GRO`) it has [`RX_BUFFERS`] buffers of [`RX_PAYLOAD`] bytes.
+//! most that many datagrams (more stay queued in the socket). Its tx pool ([`TX_SLOTS_GRO`])
+//! has room to forward every segment a turn can bring. Without GRO (`--no-gro`, or a kernel that
+//! refuses `UDP_GRO`) it has [`RX_BUFFERS`] buffers of [`RX_PAYLOAD`] bytes and [`TX_SLOTS`]
+//! tx buffers.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -54,7 +56,7 @@ use crate::clock;
 use crate::handoff::{HANDOFF_DATAGRAM, HANDOFF_DELIVER, HandoffProducer};
 use crate::links::{LinkTraffic, Links};
 use crate::monitors::Monitors;
-use crate::rx::{Class, RxBatch, RxTotals};
+use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
     DriverConfig, Event, Features, MAX_UDP_PAYLOAD, SocketOptions, TxQueue, UdpDriver, bind_udp,
@@ -76,6 +78,13 @@ pub const RX_BUFFERS: u32 = 256;
 /// With GRO: receive buffers per worker, each holding a whole super-packet (65,507 bytes); also
 /// the most datagrams or super-packets one turn holds.
 pub const RX_GRO_BUFFERS: u32 = 64;
+/// Tx buffers (2,048 bytes each) per worker without GRO: a turn reads at most 256 datagrams,
+/// and hellos and client sends need room too.
+pub const TX_SLOTS: u32 = 1024;
+/// Tx buffers per worker with GRO: a turn can forward every segment of 64 super-packets of up
+/// to 64 segments (the kernel's GRO limit and the driver's GSO limit), plus the same room for
+/// hellos and client sends. 10 MiB per worker.
+pub const TX_SLOTS_GRO: u32 = RX_GRO_BUFFERS * 64 + TX_SLOTS;
 /// Most ring items handled per ring per turn.
 const RING_BURST: usize = 256;
 /// Link statistics are written at least this often.
@@ -256,7 +265,7 @@ impl Worker {
             buf_entries,
             buf_payload,
             gro: setup.gro,
-            tx_slots: 1024,
+            tx_slots: if setup.gro { TX_SLOTS_GRO } else { TX_SLOTS },
             tx_buf_size: 2048,
             max_watches: 1024,
             ..DriverConfig::default()
@@ -339,7 +348,7 @@ impl Worker {
             Role::Other(_) => None,
         };
         driver.run_once(Some(timeout), |_tx, event| match event {
-            Event::Datagram(d) => rx.sort(&d, counters),
+            Event::Datagram(d) => rx.sort(&d, before, counters),
             Event::Readable { token, .. } | Event::WatchEnded { token, .. } => {
                 if token == TOKEN_DOORBELL {
                     rang = true;
@@ -356,8 +365,8 @@ impl Worker {
         let now = clock::now();
         self.finish_sleep();
         self.handle_critical(now, driver);
-        self.handle_data(before, now, driver);
-        self.rx.release_all(driver);
+        self.handle_data(now, driver);
+        self.rx.release_done(driver);
         if let Role::Zero(_) = self.role {
             self.worker0_turn(now, driver);
         }
@@ -456,11 +465,10 @@ impl Worker {
 
     /// Runs every hello and control packet of the turn (worker 0), or hands it to worker 0.
     fn handle_critical(&mut self, now: Instant, driver: &mut UdpDriver) {
-        if self.rx.is_empty() {
+        if !self.rx.has_critical() {
             return;
         }
-        self.rx.for_each(
-            Class::Critical,
+        self.rx.handle_critical(
             driver,
             &mut self.scratch,
             |driver, packet| match &mut self.role {
@@ -500,13 +508,13 @@ impl Worker {
     }
 
     /// Runs the pipeline on every data packet of the turn.
-    fn handle_data(&mut self, rx_at: Instant, now: Instant, driver: &mut UdpDriver) {
+    fn handle_data(&mut self, now: Instant, driver: &mut UdpDriver) {
         if !self.rx.has_data() {
             return;
         }
         let view = self.fib.enter();
         self.rx
-            .for_each(Class::Data, driver, &mut self.scratch, |driver, packet| {
+            .handle_data(driver, &mut self.scratch, |driver, rx_at, packet| {
                 let role = match &mut self.role {
                     Role::Other(p) => RoleOut::Other { handoff: p },
                     Role::Zero(z) => RoleOut::Zero {
