@@ -2,9 +2,10 @@
 //!
 //! - [`uring`]: the thin io_uring UDP driver (one per worker).
 //! - [`node`]: start-up and shutdown (config, shared memory, workers, attach socket, signals).
-//! - [`worker`]: the per-core loop; [`monitors`]: worker 0's link monitors; [`links`]: the
-//!   node's links shared by the workers; [`handoff`]: rings from the workers to worker 0;
-//!   [`session`]: the session server clients talk to; [`session_glue`]: worker 0's adapter.
+//! - [`worker`]: the per-core loop (and `rx`: its receive buffers, split into GRO segments);
+//!   [`monitors`]: worker 0's link monitors; [`links`]: the node's links shared by the workers;
+//!   [`handoff`]: rings from the workers to worker 0; [`session`]: the session server clients
+//!   talk to; [`session_glue`]: worker 0's adapter.
 //!
 //! `docs/dataplane.md` describes the process as a whole.
 
@@ -13,6 +14,7 @@ pub mod handoff;
 pub mod links;
 pub mod monitors;
 pub mod node;
+mod rx;
 pub mod session;
 pub mod session_glue;
 pub mod uring;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! weft-dataplane --config FILE --id N [--shm-name NAME | --memfd] [--incarnation X]
-//!                [--remote LINK:PATH=ADDR ...]
+//!                [--remote LINK:PATH=ADDR ...] [--no-gro]
 //! ```
 //!
 //! See `docs/dataplane.md` for what it does at start-up, its threads and the attach socket.
@@ -39,6 +39,10 @@ struct Cli {
     /// relay or link emulator). Repeatable.
     #[arg(long = "remote", value_name = "LINK:PATH=ADDR", value_parser = parse_remote)]
     remotes: Vec<RemoteOverride>,
+    /// Receive without UDP_GRO (one datagram per receive buffer), for comparisons or a kernel
+    /// whose GRO misbehaves. Default: GRO on where the kernel accepts it.
+    #[arg(long)]
+    no_gro: bool,
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         },
         incarnation: cli.incarnation,
         remotes: cli.remotes,
+        gro: !cli.no_gro,
     };
     match run(opts) {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,9 @@ pub struct Options {
     pub incarnation: Option<u32>,
     /// Paths whose remote address is replaced (relays, link emulators).
     pub remotes: Vec<RemoteOverride>,
+    /// Receive with `UDP_GRO` (the default; `--no-gro` turns it off). On a kernel that refuses
+    /// the option the workers receive without it and a warning says so.
+    pub gro: bool,
 }
 
 /// The attach socket's path for a node whose session socket is `session`.
@@ -84,6 +87,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
     }
     let features = uring::probe().context("io_uring is not usable on this kernel")?;
+    let gro = opts.gro && features.udp_gro;
+    if opts.gro && !features.udp_gro {
+        eprintln!(
+            "weft-dataplane: this kernel refuses UDP_GRO (Linux 5.0 or newer has it); receiving \
+             one datagram per buffer"
+        );
+    }
 
     // Signals go to the signalfd only; workers inherit the mask.
     let mut mask = SigSet::empty();
@@ -177,6 +187,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             links: links.clone(),
             region: region.clone(),
             features,
+            gro,
             stop: stop.clone(),
             doorbell: doorbell.clone(),
             role,

@@ -5,19 +5,32 @@
 //!
 //! 1. `quiesce()` the FIB reader, announce sleep on the rings it consumes, and block in
 //!    [`UdpDriver::run_once`] until a datagram, a watched fd or the next timer.
-//! 2. The callback only sorts: hello and control datagrams (class 0 and 1 by
-//!    [`peek_class`]) go to one list and data to another; both keep their receive buffers.
-//! 3. Hello and control datagrams are handled first, so a flood of data never starves link
-//!    liveness. Worker 0 runs the pipeline on them; the other workers hand them to worker 0
-//!    through their [handoff](crate::handoff) ring.
-//! 4. `enter()` the FIB once, then run the pipeline on every data datagram: forwards are written
+//! 2. The callback only sorts (`RxBatch::sort` in `rx.rs`): with `UDP_GRO` a receive buffer can
+//!    hold several Weft packets (the segments of a super-packet); each one is counted as received
+//!    and its class peeked with `peek_class`, and the buffer is kept for the turn.
+//! 3. Hello and control packets (class 0 and 1) of the new buffers are handled first, so a flood
+//!    of data never delays them once they are read. Worker 0 runs the pipeline on them; the other
+//!    workers hand them to worker 0 through their [handoff](crate::handoff) ring.
+//! 4. `enter()` the FIB once, then run the pipeline on every data packet: forwards are written
 //!    into tx buffers at once (sent by the next `run_once`), local deliveries go to the session
-//!    server (worker 0) or to worker 0's handoff ring (other workers).
+//!    server (worker 0) or to worker 0's handoff ring (other workers). Then every buffer goes
+//!    back to the ring.
 //! 5. Worker 0 then drains the handoff rings, the session sockets, the inject ring and its link
 //!    monitors' timers (sending hellos), and writes link statistics on events and every 100 ms.
 //!
-//! Nothing here allocates per packet or takes a lock: buffers are sized at start-up, counters are
-//! single-writer atomics in shared memory.
+//! Nothing here allocates per packet, takes a lock or makes a syscall per packet: buffers are
+//! sized at start-up, counters are single-writer atomics in shared memory. Every 100 ms each
+//! worker reads its sockets' kernel drop counters (one `getsockopt` per socket).
+//!
+//! # Receive buffers
+//!
+//! With GRO (the default) a worker has [`RX_GRO_BUFFERS`] buffers of 65,507 bytes (the largest
+//! UDP payload, so any super-packet fits), about 4.2 MB per worker, all mapped and populated at
+//! start-up; a datagram that was not coalesced takes a whole buffer too, so a turn handles at
+//! most that many datagrams (more stay queued in the socket). Its tx pool ([`TX_SLOTS_GRO`])
+//! has room to forward every segment a turn can bring. Without GRO (`--no-gro`, or a kernel that
+//! refuses `UDP_GRO`) it has [`RX_BUFFERS`] buffers of [`RX_PAYLOAD`] bytes and [`TX_SLOTS`]
+//! tx buffers.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -37,15 +50,17 @@ use weft_shared::shm::{
     ShmRegion, StatsWriter, WorkerCounters,
 };
 use weft_shared::time::Instant;
-use weft_shared::wire::{HelloRepr, LinkRepr, PriorityClass, peek_class};
+use weft_shared::wire::{HelloRepr, LinkRepr};
 
 use crate::clock;
 use crate::handoff::{HANDOFF_DATAGRAM, HANDOFF_DELIVER, HandoffProducer};
 use crate::links::{LinkTraffic, Links};
 use crate::monitors::Monitors;
+use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
-    BufId, DriverConfig, Event, Features, SocketOptions, TxQueue, UdpDriver, bind_udp,
+    DriverConfig, Event, Features, MAX_UDP_PAYLOAD, SocketOptions, TxQueue, UdpDriver, bind_udp,
+    socket_drops,
 };
 
 /// Watch token of a worker's doorbell eventfd.
@@ -55,10 +70,21 @@ pub const TOKEN_INJECT: u64 = 1;
 /// Watch tokens from here on belong to the session server (worker 0).
 pub const TOKEN_SESSION_BASE: u64 = 2;
 
-/// Largest datagram a worker receives; longer ones are truncated and dropped by the driver.
-const RX_PAYLOAD: u32 = 2048;
-/// Receive buffers per worker; also the most datagrams one turn holds.
-const RX_BUFFERS: u32 = 256;
+/// Without GRO: the largest datagram a worker receives; longer ones are truncated and dropped by
+/// the driver (counted as `kernel_drops`).
+pub const RX_PAYLOAD: u32 = 2048;
+/// Without GRO: receive buffers per worker; also the most datagrams one turn holds.
+pub const RX_BUFFERS: u32 = 256;
+/// With GRO: receive buffers per worker, each holding a whole super-packet (65,507 bytes); also
+/// the most datagrams or super-packets one turn holds.
+pub const RX_GRO_BUFFERS: u32 = 64;
+/// Tx buffers (2,048 bytes each) per worker without GRO: a turn reads at most 256 datagrams,
+/// and hellos and client sends need room too.
+pub const TX_SLOTS: u32 = 1024;
+/// Tx buffers per worker with GRO: a turn can forward every segment of 64 super-packets of up
+/// to 64 segments (the kernel's GRO limit and the driver's GSO limit), plus the same room for
+/// hellos and client sends. 10 MiB per worker.
+pub const TX_SLOTS_GRO: u32 = RX_GRO_BUFFERS * 64 + TX_SLOTS;
 /// Most ring items handled per ring per turn.
 const RING_BURST: usize = 256;
 /// Link statistics are written at least this often.
@@ -84,6 +110,8 @@ pub struct WorkerSetup {
     pub region: Arc<ShmRegion>,
     /// What the kernel's io_uring offers.
     pub features: Features,
+    /// Enable `UDP_GRO` on the sockets (the caller checked that the kernel accepts it).
+    pub gro: bool,
     /// Set by the main thread to stop.
     pub stop: Arc<AtomicBool>,
     /// This worker's doorbell.
@@ -136,12 +164,17 @@ pub fn run(setup: WorkerSetup, ready: mpsc::Sender<anyhow::Result<()>>) -> anyho
     };
     let _ = ready.send(Ok(()));
     drop(ready);
+    let mut result = Ok(());
     while !worker.stop.load(Ordering::Relaxed) {
-        worker
+        result = worker
             .turn(&mut driver)
-            .with_context(|| format!("worker {index}"))?;
+            .with_context(|| format!("worker {index}"));
+        if result.is_err() {
+            break;
+        }
     }
-    Ok(())
+    worker.report(&driver);
+    result
 }
 
 struct Worker {
@@ -154,14 +187,21 @@ struct Worker {
     fib: FibReader,
     /// Hello and control packets never consult the FIB; they run against this empty table.
     empty_fib: Box<FibTable>,
+    /// Each Weft packet is copied here from its receive buffer before the pipeline runs on it.
     scratch: Box<[u8]>,
-    critical: Vec<BufId>,
-    data: Vec<BufId>,
+    rx: RxBatch,
+    gro: bool,
     stop: Arc<AtomicBool>,
     doorbell: Arc<EventFd>,
     role: Role,
     /// The driver's loss counters already added to `KernelDrops`.
     kernel_drops_seen: u64,
+    /// Each socket's kernel drop counter as last read (it wraps at 2^32).
+    socket_drops_seen: Box<[u32]>,
+    /// The sum of the socket drops added to `KernelDrops`, for the exit report.
+    socket_drops_total: u64,
+    /// When the socket drop counters are read next.
+    socket_drops_due: Instant,
 }
 
 enum Role {
@@ -199,17 +239,33 @@ impl Worker {
             .context("registering the FIB reader")?;
         let counters = WorkerCounters::new(setup.region.clone(), setup.index)
             .context("opening the worker counters")?;
+        let options = SocketOptions {
+            gro: setup.gro,
+            ..SocketOptions::default()
+        };
         let sockets = setup
             .interfaces
             .iter()
             .map(|a| {
-                bind_udp(*a, &SocketOptions::default()).with_context(|| format!("binding {a}"))
+                bind_udp(*a, &options).with_context(|| {
+                    if setup.gro {
+                        format!("binding {a} with UDP_GRO (--no-gro receives without it)")
+                    } else {
+                        format!("binding {a}")
+                    }
+                })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let (buf_entries, buf_payload) = if setup.gro {
+            (RX_GRO_BUFFERS, MAX_UDP_PAYLOAD as u32)
+        } else {
+            (RX_BUFFERS, RX_PAYLOAD)
+        };
         let config = DriverConfig {
-            buf_entries: RX_BUFFERS,
-            buf_payload: RX_PAYLOAD,
-            tx_slots: 1024,
+            buf_entries,
+            buf_payload,
+            gro: setup.gro,
+            tx_slots: if setup.gro { TX_SLOTS_GRO } else { TX_SLOTS },
             tx_buf_size: 2048,
             max_watches: 1024,
             ..DriverConfig::default()
@@ -265,13 +321,16 @@ impl Worker {
             counters,
             fib,
             empty_fib: FibTable::new_boxed(),
-            scratch: vec![0u8; RX_PAYLOAD as usize].into_boxed_slice(),
-            critical: Vec::with_capacity(RX_BUFFERS as usize),
-            data: Vec::with_capacity(RX_BUFFERS as usize),
+            scratch: vec![0u8; buf_payload as usize].into_boxed_slice(),
+            rx: RxBatch::new(buf_entries),
+            gro: setup.gro,
             stop: setup.stop,
             doorbell: setup.doorbell,
             role,
             kernel_drops_seen: 0,
+            socket_drops_seen: vec![0; setup.interfaces.len()].into_boxed_slice(),
+            socket_drops_total: 0,
+            socket_drops_due: now,
         };
         Ok((worker, driver))
     }
@@ -281,7 +340,7 @@ impl Worker {
         let before = clock::now();
         let timeout = self.prepare_sleep(before, driver);
         self.fib.quiesce();
-        let (critical, data) = (&mut self.critical, &mut self.data);
+        let rx = &mut self.rx;
         let counters = &self.counters;
         let mut rang = false;
         let mut readable_tokens = match &mut self.role {
@@ -289,26 +348,7 @@ impl Worker {
             Role::Other(_) => None,
         };
         driver.run_once(Some(timeout), |_tx, event| match event {
-            Event::Datagram(d) => {
-                counters.add(Counter::Received, 1);
-                match peek_class(d.payload()) {
-                    Err(reason) => counters.add_drop(reason, 1),
-                    Ok(PriorityClass::Data) => {
-                        if data.len() < data.capacity() {
-                            data.push(d.hold());
-                        } else {
-                            counters.add_drop(DropReason::QueueFull, 1);
-                        }
-                    }
-                    Ok(_) => {
-                        if critical.len() < critical.capacity() {
-                            critical.push(d.hold());
-                        } else {
-                            counters.add_drop(DropReason::QueueFull, 1);
-                        }
-                    }
-                }
-            }
+            Event::Datagram(d) => rx.sort(&d, before, counters),
             Event::Readable { token, .. } | Event::WatchEnded { token, .. } => {
                 if token == TOKEN_DOORBELL {
                     rang = true;
@@ -325,7 +365,8 @@ impl Worker {
         let now = clock::now();
         self.finish_sleep();
         self.handle_critical(now, driver);
-        self.handle_data(before, now, driver);
+        self.handle_data(now, driver);
+        self.rx.release_done(driver);
         if let Role::Zero(_) = self.role {
             self.worker0_turn(now, driver);
         }
@@ -341,7 +382,52 @@ impl Worker {
                 .add(Counter::KernelDrops, lost - self.kernel_drops_seen);
             self.kernel_drops_seen = lost;
         }
+        if now >= self.socket_drops_due {
+            self.socket_drops_due = now.saturating_add(STATS_INTERVAL);
+            self.read_socket_drops(driver);
+        }
         Ok(())
+    }
+
+    /// Adds what the kernel dropped at the sockets (receive buffer full) since the last reading
+    /// to `KernelDrops`. A socket whose counter cannot be read is skipped.
+    fn read_socket_drops(&mut self, driver: &UdpDriver) {
+        for (sock, seen) in driver
+            .sockets()
+            .iter()
+            .zip(self.socket_drops_seen.iter_mut())
+        {
+            if let Ok(total) = socket_drops(sock) {
+                let new = u64::from(total.wrapping_sub(*seen));
+                *seen = total;
+                if new > 0 {
+                    self.counters.add(Counter::KernelDrops, new);
+                    self.socket_drops_total += new;
+                }
+            }
+        }
+    }
+
+    /// One line on stderr when the worker stops: what it received and what was lost on the way.
+    fn report(&mut self, driver: &UdpDriver) {
+        self.read_socket_drops(driver);
+        let RxTotals {
+            packets,
+            coalesced,
+            super_packets,
+        } = self.rx.totals();
+        let rx = driver.stats().rx;
+        eprintln!(
+            "weft-dataplane: worker {} stopped: UDP_GRO {}; received {packets} Weft packets in \
+             {} datagrams, {coalesced} of them in {super_packets} GRO super-packets; kernel \
+             drops: {} socket buffer full, {} too long; {} ENOBUFS re-arms",
+            self.index,
+            if self.gro { "on" } else { "off" },
+            rx.datagrams,
+            self.socket_drops_total,
+            rx.truncated,
+            rx.enobufs,
+        );
     }
 
     /// How long `run_once` may block; worker 0 also announces sleep on the rings it consumes
@@ -377,27 +463,17 @@ impl Worker {
         }
     }
 
-    /// Copies a held datagram into the scratch buffer and gives the buffer back to the kernel.
-    fn take(scratch: &mut [u8], driver: &mut UdpDriver, id: BufId) -> usize {
-        let n = match driver.held_payload(&id) {
-            Some(p) => {
-                let n = p.len().min(scratch.len());
-                scratch[..n].copy_from_slice(&p[..n]);
-                n
-            }
-            None => 0,
-        };
-        driver.release(id);
-        n
-    }
-
+    /// Runs every hello and control packet of the turn (worker 0), or hands it to worker 0.
     fn handle_critical(&mut self, now: Instant, driver: &mut UdpDriver) {
-        let mut list = std::mem::take(&mut self.critical);
-        for id in list.drain(..) {
-            let n = Self::take(&mut self.scratch, driver, id);
-            match &mut self.role {
+        if !self.rx.has_critical() {
+            return;
+        }
+        self.rx.handle_critical(
+            driver,
+            &mut self.scratch,
+            |driver, packet| match &mut self.role {
                 Role::Other(p) => {
-                    if let Err(reason) = p.stage(HANDOFF_DATAGRAM, &self.scratch[..n]) {
+                    if let Err(reason) = p.stage(HANDOFF_DATAGRAM, packet) {
                         self.counters.add_drop(reason, 1);
                     }
                 }
@@ -416,58 +492,58 @@ impl Worker {
                             session: &mut z.session,
                         },
                     };
+                    let n = packet.len();
                     let rx = self.forwarder.handle_datagram(
                         now,
                         now,
-                        &mut self.scratch[..n],
+                        packet,
                         &self.empty_fib,
                         &*self.links,
                         &mut out,
                     );
                     count_in(&self.links, self.index, rx.as_ref(), n);
                 }
-            }
-        }
-        self.critical = list;
+            },
+        );
     }
 
-    fn handle_data(&mut self, rx_at: Instant, now: Instant, driver: &mut UdpDriver) {
-        if self.data.is_empty() {
+    /// Runs the pipeline on every data packet of the turn.
+    fn handle_data(&mut self, now: Instant, driver: &mut UdpDriver) {
+        if !self.rx.has_data() {
             return;
         }
-        let mut list = std::mem::take(&mut self.data);
         let view = self.fib.enter();
-        for id in list.drain(..) {
-            let n = Self::take(&mut self.scratch, driver, id);
-            let role = match &mut self.role {
-                Role::Other(p) => RoleOut::Other { handoff: p },
-                Role::Zero(z) => RoleOut::Zero {
-                    monitors: &mut z.monitors,
-                    punt: &mut z.punt,
-                    session: &mut z.session,
-                },
-            };
-            let mut out = Out {
-                now,
-                worker: self.index,
-                incarnation: self.incarnation,
-                tx: driver.tx(),
-                sender: &mut self.sender,
-                links: &self.links,
-                counters: &self.counters,
-                role,
-            };
-            let rx = self.forwarder.handle_datagram(
-                rx_at,
-                now,
-                &mut self.scratch[..n],
-                view.table(),
-                &*self.links,
-                &mut out,
-            );
-            count_in(&self.links, self.index, rx.as_ref(), n);
-        }
-        self.data = list;
+        self.rx
+            .handle_data(driver, &mut self.scratch, |driver, rx_at, packet| {
+                let role = match &mut self.role {
+                    Role::Other(p) => RoleOut::Other { handoff: p },
+                    Role::Zero(z) => RoleOut::Zero {
+                        monitors: &mut z.monitors,
+                        punt: &mut z.punt,
+                        session: &mut z.session,
+                    },
+                };
+                let mut out = Out {
+                    now,
+                    worker: self.index,
+                    incarnation: self.incarnation,
+                    tx: driver.tx(),
+                    sender: &mut self.sender,
+                    links: &self.links,
+                    counters: &self.counters,
+                    role,
+                };
+                let n = packet.len();
+                let rx = self.forwarder.handle_datagram(
+                    rx_at,
+                    now,
+                    packet,
+                    view.table(),
+                    &*self.links,
+                    &mut out,
+                );
+                count_in(&self.links, self.index, rx.as_ref(), n);
+            });
     }
 
     fn worker0_turn(&mut self, now: Instant, driver: &mut UdpDriver) {

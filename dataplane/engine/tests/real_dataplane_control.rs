@@ -7,29 +7,12 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use common::{Overlay, Spec};
+use common::{Overlay, Spec, attach};
 use weft_shared::ids::{Incarnation, LinkId, NodeId, PathId};
-use weft_shared::shm::{
-    EventFd, Notify, PacketMeta, RingConsumer, RingId, RingProducer, ShmRegion, fdpass,
-};
+use weft_shared::shm::{Notify, PacketMeta, RingConsumer, RingId, RingProducer};
 use weft_shared::wire::{ControlKind, ControlRepr};
-
-/// Attaches like a control plane: the three fds of the attach socket.
-fn attach(o: &Overlay, node: u16) -> (ShmRegion, EventFd, EventFd) {
-    let path = o.dir.join(format!("n{node}.sock.attach"));
-    let stream = UnixStream::connect(path).unwrap();
-    let mut fds = fdpass::recv_fds(&stream).unwrap();
-    assert_eq!(fds.len(), 3, "region, punt eventfd, inject eventfd");
-    let inject = EventFd::from_fd(fds.pop().unwrap());
-    let punt = EventFd::from_fd(fds.pop().unwrap());
-    // A named region's fd is a /dev/shm file (not a sealed memfd): open it by name instead.
-    let _region_fd = fds.pop().unwrap();
-    let region = ShmRegion::open_named(&o.shm_name(node)).unwrap();
-    (region, punt, inject)
-}
 
 #[test]
 fn injected_control_packets_are_punted_by_the_neighbour() {

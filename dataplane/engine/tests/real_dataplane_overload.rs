@@ -1,32 +1,84 @@
-//! Overload: a flood of data datagrams at node 2's ISP-a socket (the socket its path-0 hellos
-//! arrive on) for 1.5 s. Hellos are handled before data in every batch, so link 0 never goes
-//! down on either side while the flood is being dropped.
+//! Overload: floods of data far beyond what node 2 can handle, aimed at node 2's ISP-a socket
+//! (the socket its path-0 hellos arrive on), for 3 s. The senders offer data packets with GSO (64
+//! packets of 540 bytes per `sendmsg`); each is for node 9, which node 2 has no route to: parsed,
+//! looked up and dropped (`no_route`).
+//!
+//! Each run checks that the overload is real: the kernel drops a good part of the offer at node
+//! 2's socket (read from `/proc/net/udp`, independently of the data plane, and matched against
+//! node 2's `kernel_drops`), and every offered packet is either handled by node 2 or dropped
+//! there. The CI test also checks that the link survives: link 0 (active path 0) and both its
+//! paths are up on both nodes in every 5 ms sample, the link's last state change (the latest of
+//! its paths') is still the one from before the flood, and node 2 keeps counting hellos on path
+//! 0. Path 1 arrives on node 2's other socket, which shares the worker's receive buffers with
+//! the flooded one.
+//!
+//! What the design guarantees, and so what the CI test floods with: hellos share the socket with
+//! data, so while the socket is full the kernel drops hellos too. Once read, hellos go ahead of
+//! data, so an overload that lets the socket drain now and then (here: 50 ms of flood, 50 ms of
+//! quiet, repeated) costs no link. A flood that keeps the socket full for longer than a path's
+//! dead interval can take a path down; the ignored tests show it (run them by hand), and
+//! docs/dataplane.md ("Overload") explains the numbers.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
 mod common;
 
-use std::net::UdpSocket;
+use std::io::IoSlice;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Overlay, Spec};
+use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
 use weft_proto::forward::LinkSender;
 use weft_shared::DropReason;
 use weft_shared::ids::{FlowId, Incarnation, LinkId, NodeId, PathId, Port};
-use weft_shared::shm::{Counter, LinkState, StatsReader};
+use weft_shared::shm::{Counter, LinkState, LinkStats, StatsReader};
 use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, Route, Strikes};
 
-#[test]
-fn a_data_flood_does_not_take_the_link_down() {
-    let mut o = Overlay::start("overload", Spec::simple(2, &[(0, 1, 2)]));
-    o.publish_fib(1, &[(2, 0)]);
-    o.publish_fib(2, &[(1, 0)]);
-    o.wait_link_up(1, 0, Some(0));
-    o.wait_link_up(2, 0, Some(0));
+/// How long the flood lasts at most.
+const FLOOD: Duration = Duration::from_secs(3);
+/// The pulsed flood: this long on, then this long off, and again. The quiet part lets node 2's
+/// socket drain: at about 4 million packets a second it empties in under 10 ms.
+const PULSE: Duration = Duration::from_millis(50);
+/// The most data packets offered in all (a bound in case the machine is much faster).
+const MAX_OFFERED: u64 = 50_000_000;
+/// Data packets per GSO send.
+const PER_SEND: usize = 64;
 
-    // Data for node 9, which node 2 has no route to: each one is parsed, looked up and dropped.
+/// Sum of the `drops` column of `/proc/net/udp` over the sockets bound to `addr` (IPv4): the
+/// kernel's own count of datagrams dropped at node 2's sockets, read without the data plane.
+fn proc_udp_drops(addr: SocketAddr) -> u64 {
+    let IpAddr::V4(ip) = addr.ip() else {
+        panic!("IPv4 only")
+    };
+    // The address is printed as the raw big-endian word read as a host (little-endian) u32.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        addr.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+    let mut found = false;
+    let mut drops = 0;
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) == Some(&local.as_str()) {
+            found = true;
+            drops += fields.last().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    assert!(
+        found,
+        "no socket bound to {addr} ({local}) in /proc/net/udp"
+    );
+    drops
+}
+
+/// One flood packet: data from node 1 for node 9.
+fn flood_packet() -> Vec<u8> {
     let mut sender = LinkSender::new(NodeId::new(1).unwrap(), Incarnation(42), 3);
     let payload = [0u8; 512];
     let data = DataRepr {
@@ -59,39 +111,167 @@ fn a_data_flood_does_not_take_the_link_down() {
             1472,
         )
         .unwrap();
-    let packet = buf[..n].to_vec();
+    buf[..n].to_vec()
+}
+
+/// Link 0 and its path 0 as a node sees them.
+fn link_and_path(r: &StatsReader) -> (LinkStats, LinkStats) {
+    let (link, path) = (LinkId::new(0).unwrap(), PathId::new(0).unwrap());
+    (r.link(link).unwrap(), r.path(link, path).unwrap())
+}
+
+#[test]
+fn a_pulsed_data_flood_that_overflows_the_socket_does_not_take_the_link_down() {
+    let r = flood("overload", true, 1, true);
+    r.assert_link_survived();
+}
+
+/// A flood that keeps node 2's socket full, at the default (GRO) setting: every burst is one
+/// super-packet of 64 segments. The kernel admits a datagram only if it fits in what is left of
+/// the receive buffer, so whether hellos still get in depends on that leftover (the buffer size
+/// modulo a super-packet's memory): mostly they do, sometimes none do and the path dies. Ignored
+/// because the outcome is chance, not design.
+#[test]
+#[ignore = "shows a limit of the shared socket; run by hand"]
+fn a_sustained_gro_flood_may_take_the_link_down() {
+    let r = flood("overload-gro", true, 2, false);
+    r.assert_link_survived();
+}
+
+/// The same at a node started with `--no-gro`: each data packet is a datagram of its own, about
+/// as small as a hello, so hellos are dropped nearly as often as data (this asserts that some
+/// are). With a fraction p of hellos lost, a path dies when the 11 hellos of one 110 ms window are
+/// all lost: about 100 × (1 − p) × p^11 times a second (p = 0.3: about once in 2 hours; p = 0.5:
+/// about once in 40 s).
+#[test]
+#[ignore = "shows a limit of the shared socket; run by hand"]
+fn a_sustained_no_gro_flood_costs_hellos() {
+    let r = flood("overload-nogro", false, 2, false);
+    assert!(r.loss_ppm > 0, "no hello was lost to the flood");
+}
+
+/// What one flood did to the link.
+struct Outcome {
+    /// Node 2's loss figure for path 0 after the flood.
+    loss_ppm: u32,
+    /// Hellos node 2 counted on path 0 during the flood.
+    hellos: u64,
+    /// Seconds the flood lasted.
+    seconds: f64,
+    /// Samples in which either node had link 0 or its path 0 down, and the first of them.
+    down_samples: u32,
+    first_down: Option<String>,
+    /// Link 0 and path 0 on both nodes before and after.
+    before: [(LinkStats, LinkStats); 2],
+    after: [(LinkStats, LinkStats); 2],
+}
+
+impl Outcome {
+    fn assert_link_survived(&self) {
+        assert_eq!(
+            self.down_samples,
+            0,
+            "{}",
+            self.first_down.as_deref().unwrap_or("")
+        );
+        // No flap between samples either: the last state change is the one from before.
+        for (i, (b, a)) in self.before.iter().zip(&self.after).enumerate() {
+            assert_eq!(
+                (b.0.last_change, b.1.last_change),
+                (a.0.last_change, a.1.last_change),
+                "node {}: link 0 or path 0 changed state during the flood: before {b:?}, after \
+                 {a:?}",
+                i + 1
+            );
+            assert_eq!((a.0.state, a.1.state), (LinkState::Up, LinkState::Up));
+        }
+        // Node 2 kept hearing node 1's hellos (about 100 a second on path 0 when none is lost).
+        assert!(
+            self.hellos >= (self.seconds * 50.0) as u64,
+            "node 2 heard only {} hellos on path 0 in {:.1} s",
+            self.hellos,
+            self.seconds
+        );
+    }
+}
+
+/// Floods node 2 (started with `--no-gro` unless `gro`) from `flooders` threads, in pulses or
+/// without pause, checks that the overload was real and tells what happened to the link.
+fn flood(name: &str, gro: bool, flooders: u8, pulsed: bool) -> Outcome {
+    let mut spec = Spec::simple(2, &[(0, 1, 2)]);
+    if !gro {
+        spec.extra_args.push((2, vec!["--no-gro".into()]));
+    }
+    let mut o = Overlay::start(name, spec);
+    o.publish_fib(1, &[(2, 0)]);
+    o.publish_fib(2, &[(1, 0)]);
+    o.wait_link_up(1, 0, Some(0));
+    o.wait_link_up(2, 0, Some(0));
     let target = o.addrs.node(2, 0);
+    let readers = [StatsReader::new(o.region(1)), StatsReader::new(o.region(2))];
+    // Let the link settle (RTT, loss), then take the "before" picture.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = [link_and_path(&readers[0]), link_and_path(&readers[1])];
+    let proc_before = proc_udp_drops(target);
+    let kernel_before = o.counter(2, Counter::KernelDrops);
+
+    let packet = flood_packet();
+    let wire = packet.repeat(PER_SEND);
+    let segment = u16::try_from(packet.len()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let flooders: Vec<_> = (0..2)
-        .map(|_| {
-            let sock = UdpSocket::bind(o.addrs.spare(1)).unwrap();
-            let (stop, sent, packet) = (stop.clone(), sent.clone(), packet.clone());
+    let offered = Arc::new(AtomicU64::new(0));
+    let flooders: Vec<_> = (0..flooders)
+        .map(|k| {
+            let sock = UdpSocket::bind(o.addrs.spare(1 + k)).unwrap();
+            let (stop, offered, wire) = (stop.clone(), offered.clone(), wire.clone());
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..256 {
-                        let _ = sock.send_to(&packet, target);
+                let dst = SockaddrStorage::from(target);
+                let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) && offered.load(Ordering::Relaxed) < MAX_OFFERED
+                {
+                    let pulse = start.elapsed().as_millis() / PULSE.as_millis();
+                    if pulsed && pulse % 2 == 1 {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
                     }
-                    sent.fetch_add(256, Ordering::Relaxed);
+                    let iov = [IoSlice::new(&wire)];
+                    let sent =
+                        sendmsg(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&dst));
+                    if sent.is_ok() {
+                        offered.fetch_add(PER_SEND as u64, Ordering::Relaxed);
+                    }
                 }
             })
         })
         .collect();
 
-    let link = LinkId::new(0).unwrap();
-    let readers = [StatsReader::new(o.region(1)), StatsReader::new(o.region(2))];
     let start = Instant::now();
     let mut samples = 0;
-    while start.elapsed() < Duration::from_millis(1_500) {
-        for (i, r) in readers.iter().enumerate() {
-            let s = r.link(link).unwrap();
-            assert_eq!(
-                (s.state, s.active_path),
-                (LinkState::Up, PathId::new(0)),
-                "node {} lost link 0 under load after {:?}",
-                i + 1,
-                start.elapsed()
-            );
+    let (mut down_samples, mut first_down) = (0, None);
+    while start.elapsed() < FLOOD && !flooders.iter().any(|f| f.is_finished()) {
+        let now = [link_and_path(&readers[0]), link_and_path(&readers[1])];
+        for (i, (link, path)) in now.iter().enumerate() {
+            // Path 1 (ISP b, another socket) must not suffer from the flood either.
+            let path1 = readers[i]
+                .path(LinkId::new(0).unwrap(), PathId::new(1).unwrap())
+                .unwrap();
+            let up = (link.state, link.active_path, path.state, path1.state)
+                == (LinkState::Up, PathId::new(0), LinkState::Up, LinkState::Up);
+            if !up {
+                down_samples += 1;
+                first_down.get_or_insert_with(|| {
+                    format!(
+                        "node {} lost link 0, its path 0 or its path 1 after {:?}: path 0 on \
+                         node 1 {:?}, on node 2 {:?}; path 1 here {path1:?}; node 2: {}",
+                        i + 1,
+                        start.elapsed(),
+                        now[0].1,
+                        now[1].1,
+                        o.counters_text(2)
+                    )
+                });
+            }
         }
         samples += 1;
         std::thread::sleep(Duration::from_millis(5));
@@ -101,17 +281,53 @@ fn a_data_flood_does_not_take_the_link_down() {
         f.join().unwrap();
     }
     let elapsed = start.elapsed().as_secs_f64();
-    let dropped = o.counters(2).drops[DropReason::NoRoute.index()];
-    let received = o.counter(2, Counter::Received);
+    // Node 2 writes its statistics and reads its socket drop counter every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = [link_and_path(&readers[0]), link_and_path(&readers[1])];
+
+    let offered = offered.load(Ordering::Relaxed);
+    let proc_drops = proc_udp_drops(target) - proc_before;
+    let kernel_drops = o.counter(2, Counter::KernelDrops) - kernel_before;
+    let handled = o.counters(2).drops[DropReason::NoRoute.index()];
+    let (hellos_before, hellos_after) = (before[1].1.hellos_received, after[1].1.hellos_received);
     eprintln!(
-        "overload: {} datagrams offered, node 2 received {received} and dropped {dropped} \
-         ({:.0}/s) with the link up in all {samples} samples",
-        sent.load(Ordering::Relaxed),
-        dropped as f64 / elapsed
+        "{name}: {offered} data packets offered in {elapsed:.1} s ({:.0}/s); node 2 handled \
+         {handled} ({:.0}/s), the kernel dropped {proc_drops} at its socket (kernel_drops \
+         {kernel_drops}); path 0 on node 2: {} hellos received during the flood, loss {} ppm, \
+         RTT {} us; link down in {down_samples} of {samples} samples",
+        offered as f64 / elapsed,
+        handled as f64 / elapsed,
+        hellos_after - hellos_before,
+        after[1].1.loss_ppm,
+        after[1].1.rtt_us,
     );
+    // The flood really overloaded node 2: the kernel dropped a good part of the offer at its
+    // socket (more than a quarter; a tenth when pulsed), and node 2 handled the rest. The kernel
+    // counts a GRO super-packet dropped whole once.
+    let per_drop = if gro { PER_SEND as u64 } else { 1 };
     assert!(
-        dropped > 10_000,
-        "the flood did not reach the node: {}",
+        proc_drops * per_drop > offered / if pulsed { 10 } else { 4 },
+        "the flood did not overload node 2: {proc_drops} x {per_drop} of {offered} dropped at its \
+         socket; {}",
         o.counters_text(2)
     );
+    let unaccounted = offered.abs_diff(handled + proc_drops * per_drop);
+    assert!(
+        unaccounted <= offered / 1000,
+        "{offered} offered, {handled} handled, {proc_drops} x {per_drop} dropped at the socket"
+    );
+    // The data plane read the same counter.
+    assert!(
+        kernel_drops >= proc_drops,
+        "kernel_drops {kernel_drops} < /proc/net/udp drops {proc_drops}"
+    );
+    Outcome {
+        loss_ppm: after[1].1.loss_ppm,
+        hellos: hellos_after - hellos_before,
+        seconds: elapsed,
+        down_samples,
+        first_down,
+        before,
+        after,
+    }
 }

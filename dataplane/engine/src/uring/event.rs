@@ -79,10 +79,7 @@ impl<'a> Datagram<'a> {
 
     /// The original datagrams: the payload split at the segment size, or the payload alone.
     pub fn segments(&self) -> Segments<'a> {
-        Segments {
-            rest: Some(self.payload),
-            size: self.segment_size.map_or(0, usize::from),
-        }
+        Segments::new(self.payload, self.segment_size)
     }
 
     /// Keeps the buffer after the callback returns. Give it back with [`super::UdpDriver::release`];
@@ -98,6 +95,18 @@ impl<'a> Datagram<'a> {
 pub struct Segments<'a> {
     rest: Option<&'a [u8]>,
     size: usize,
+}
+
+impl<'a> Segments<'a> {
+    /// The datagrams of `payload` received with GRO segment size `segment_size` (as from
+    /// [`Datagram::segment_size`]); for a payload kept with [`Datagram::hold`] and read back with
+    /// [`super::UdpDriver::held_payload`].
+    pub fn new(payload: &'a [u8], segment_size: Option<u16>) -> Self {
+        Self {
+            rest: Some(payload),
+            size: segment_size.map_or(0, usize::from),
+        }
+    }
 }
 
 impl<'a> Iterator for Segments<'a> {

@@ -50,5 +50,5 @@ pub use config::{DriverConfig, DriverError, DriverStats, RxStats};
 pub use driver::UdpDriver;
 pub use event::{BufId, Datagram, Event, Segments, WatchId};
 pub use probe::{Features, ProbeError, probe};
-pub use socket::{SocketOptions, bind_udp};
+pub use socket::{SocketOptions, bind_udp, socket_drops};
 pub use tx::{MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD, TxError, TxQueue, TxSlot, TxStats};

@@ -6,6 +6,12 @@
 //! pitfall 7), non-blocking, and optionally `UDP_GRO`. The rest of this file encodes destination
 //! addresses and the `UDP_SEGMENT` control message for sends, and decodes source addresses and the
 //! `UDP_GRO` control message from received buffers, all by plain byte handling.
+//! [`socket_drops`] reads how many datagrams the kernel dropped at a socket.
+
+#![allow(
+    unsafe_code,
+    reason = "getsockopt(SO_MEMINFO), which nix does not wrap"
+)]
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
@@ -80,6 +86,45 @@ pub fn bind_udp(addr: SocketAddr, opts: &SocketOptions) -> io::Result<UdpSocket>
     }
     bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
     Ok(UdpSocket::from(fd))
+}
+
+/// `SO_MEMINFO` from `<asm-generic/socket.h>` (the value on every architecture but SPARC and
+/// PA-RISC); the libc crate does not export it.
+const SO_MEMINFO: libc::c_int = 55;
+/// Number of `u32` words `SO_MEMINFO` fills (`SK_MEMINFO_VARS` since Linux 4.18).
+const SK_MEMINFO_VARS: usize = 9;
+
+/// How many datagrams the kernel has dropped at `sock` since it was created: chiefly those that
+/// arrived while its receive buffer was full, also checksum and filter drops (`SK_MEMINFO_DROPS`,
+/// the `drops` column of `/proc/net/udp`). A GRO super-packet counts once per segment. The
+/// kernel keeps it in 32 bits, so it wraps; compare readings with `wrapping_sub`.
+///
+/// One `getsockopt(2)`: call it now and then (the worker does every 100 ms), not per packet.
+pub fn socket_drops(sock: &UdpSocket) -> io::Result<u32> {
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live, writable array of `len` bytes and `len` is a valid in/out length;
+    // the kernel writes at most `len` bytes and stores the length it wrote back into `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    if (len as usize) < (drops + 1) * size_of::<u32>() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO has no drop counter on this kernel (Linux 4.18 or newer has)",
+        ));
+    }
+    Ok(info[drops])
 }
 
 /// Room for any socket address the driver handles (`sockaddr_in6` is 28 bytes), padded so the
@@ -354,6 +399,36 @@ mod tests {
         assert!(parse_recvmsg_out(&b, 32, 24).unwrap().truncated);
         assert_eq!(parse_recvmsg_out(&b[..60], 32, 24), None);
         assert_eq!(parse_recvmsg_out(&b[..8], 32, 24), None);
+    }
+
+    #[test]
+    fn socket_drops_reads_the_kernel_counter() {
+        // A tiny receive buffer that nobody reads: the kernel keeps a few datagrams and drops
+        // the rest.
+        let opts = SocketOptions {
+            recv_buffer: 1,
+            send_buffer: 0,
+            ..SocketOptions::default()
+        };
+        let rx = bind_udp("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        assert_eq!(socket_drops(&rx).unwrap(), 0);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        for _ in 0..200 {
+            tx.send_to(&[0u8; 1000], to).unwrap();
+        }
+        let drops = socket_drops(&rx).unwrap();
+        assert!(drops > 100, "{drops} drops");
+        let mut buf = [0u8; 2000];
+        let mut kept = 0;
+        while rx.recv(&mut buf).is_ok() {
+            kept += 1;
+        }
+        assert_eq!(
+            kept + drops,
+            200,
+            "every datagram was either kept or counted"
+        );
     }
 
     #[test]

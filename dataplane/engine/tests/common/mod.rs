@@ -21,6 +21,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -29,7 +30,8 @@ use std::time::{Duration, Instant};
 use weft_shared::ids::{LinkId, NodeId, PathId};
 use weft_shared::shm::fib::UnicastRoute;
 use weft_shared::shm::{
-    Counter, CounterTotals, FibWriter, LinkState, PublishError, ShmRegion, StatsReader,
+    Counter, CounterTotals, EventFd, FibWriter, LinkState, PublishError, ShmRegion, StatsReader,
+    fdpass,
 };
 
 /// One node of a test overlay.
@@ -343,6 +345,21 @@ impl Drop for Overlay {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Attaches to node `node` like a control plane: the three fds of the attach socket, as the
+/// region (opened by name), the punt eventfd and the inject eventfd.
+pub(crate) fn attach(o: &Overlay, node: u16) -> (ShmRegion, EventFd, EventFd) {
+    let path = o.dir.join(format!("n{node}.sock.attach"));
+    let stream = UnixStream::connect(path).unwrap();
+    let mut fds = fdpass::recv_fds(&stream).unwrap();
+    assert_eq!(fds.len(), 3, "region, punt eventfd, inject eventfd");
+    let inject = EventFd::from_fd(fds.pop().unwrap());
+    let punt = EventFd::from_fd(fds.pop().unwrap());
+    // A named region's fd is a /dev/shm file (not a sealed memfd): open it by name instead.
+    let _region_fd = fds.pop().unwrap();
+    let region = ShmRegion::open_named(&o.shm_name(node)).unwrap();
+    (region, punt, inject)
 }
 
 /// The TOML config of `spec`.
