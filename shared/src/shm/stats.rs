@@ -300,7 +300,7 @@ impl StatsReader {
 /// The fixed per-worker counters (drop reasons follow them in each row).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Datagrams received from the network.
+    /// Weft packets received from the network (each segment of a GRO super-packet counts).
     Received,
     /// Datagrams sent to the network.
     Sent,
