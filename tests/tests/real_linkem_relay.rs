@@ -10,6 +10,10 @@
 //! - the control socket: cut, restore and set (through the `ctl` subcommand and the library
 //!   client), stats that add up, and clear errors for bad commands.
 //!
+//! Timing figures get up to three attempts (a fresh relay each), because other processes on a
+//! 2-core host can starve the relay or the receiving thread for milliseconds; a relay whose
+//! timing is broken fails every attempt. Early delivery and miscounting fail at once.
+//!
 //! Timelines, several paths and bad command lines are in `real_linkem_timeline.rs`.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
@@ -18,63 +22,96 @@ mod real_linkem_common;
 
 use std::time::{Duration, Instant};
 
-use real_linkem_common::{Bench, percentile};
+use real_linkem_common::{Bench, percentile, within_attempts};
 use weft_shared::time::Instant as SimInstant;
 use weft_tests::linkem::config::direction_seed;
 use weft_tests::linkem::control::{ControlError, request};
 use weft_tests::linkmodel::{LinkModel, LinkParams, LossModel, Verdict};
 
+/// Fails the attempt (returns the message) unless `cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
 #[test]
 fn each_direction_is_delayed_by_its_latency() {
-    let b = Bench::start(
-        "lk-latency",
-        &["--latency-ms", "10", "--b-to-a", "latency_ms=3"],
-    );
-    let to_b = b.stream(0, 300, Duration::from_millis(2), 16);
-    let to_a = b.stream(1, 300, Duration::from_millis(2), 16);
-    for (name, got, want) in [("A to B", &to_b, 10.0), ("B to A", &to_a, 3.0)] {
-        assert_eq!(got.arrivals.len(), 300, "{name}: nothing may be lost");
-        let mut d = got.delays_ms();
-        d.sort_by(f64::total_cmp);
-        let (min, median, p95) = (d[0], percentile(&d, 0.5), percentile(&d, 0.95));
-        eprintln!("{name}: setting {want} ms: min {min:.3}, median {median:.3}, p95 {p95:.3} ms");
-        assert!(min >= want - 0.01, "{name}: delivered early: {min} ms");
-        assert!(median < want + 1.0, "{name}: median {median} ms");
-        assert!(p95 < want + 2.0, "{name}: p95 {p95} ms");
-    }
-    let s = b.relay.stats();
-    assert_eq!(s["paths"][0]["a_to_b"]["delivered"], 300);
-    assert_eq!(s["paths"][0]["b_to_a"]["params"]["latency_ms"], 3.0);
+    within_attempts(3, |i| {
+        let b = Bench::start(
+            &format!("lk-latency-{i}"),
+            &["--latency-ms", "10", "--b-to-a", "latency_ms=3"],
+        );
+        let to_b = b.stream(0, 300, Duration::from_millis(2), 16);
+        let to_a = b.stream(1, 300, Duration::from_millis(2), 16);
+        for (name, got, want) in [("A to B", &to_b, 10.0), ("B to A", &to_a, 3.0)] {
+            ensure!(
+                got.arrivals.len() == 300,
+                "{name}: {} of 300 arrived",
+                got.arrivals.len()
+            );
+            let mut d = got.delays_ms();
+            d.sort_by(f64::total_cmp);
+            let (min, median, p95) = (d[0], percentile(&d, 0.5), percentile(&d, 0.95));
+            eprintln!(
+                "{name}: setting {want} ms: min {min:.3}, median {median:.3}, p95 {p95:.3} ms"
+            );
+            // Early delivery is a bug whatever the load: no second attempt for it.
+            assert!(min >= want - 0.01, "{name}: delivered early: {min} ms");
+            ensure!(median < want + 1.0, "{name}: median {median} ms");
+            ensure!(p95 < want + 2.0, "{name}: p95 {p95} ms");
+        }
+        let s = b.relay.stats();
+        assert_eq!(s["paths"][0]["a_to_b"]["delivered"], 300);
+        assert_eq!(s["paths"][0]["b_to_a"]["params"]["latency_ms"], 3.0);
+        Ok(())
+    });
 }
 
 #[test]
 fn latency_holds_at_thirty_thousand_datagrams_per_second() {
     const N: u64 = 30_000;
-    let b = Bench::start("lk-fast", &["--latency-ms", "5"]);
-    let started = Instant::now();
-    let got = b.stream(0, N, Duration::from_nanos(33_333), 200);
-    let took = started.elapsed();
-    let s = b.relay.stats();
-    let ab = &s["paths"][0]["a_to_b"];
-    let mut d = got.delays_ms();
-    d.sort_by(f64::total_cmp);
-    let (median, p99) = (percentile(&d, 0.5), percentile(&d, 0.99));
-    eprintln!(
-        "{} of {N} in {took:?} ({:.0}/s): delay median {median:.3} ms, p99 {p99:.3} ms, max \
-         {:.3} ms; relay {ab}",
-        got.arrivals.len(),
-        N as f64 / took.as_secs_f64(),
-        d.last().unwrap()
-    );
-    assert_eq!(ab["offered"], N, "datagrams lost before the relay");
-    assert_eq!(
-        got.arrivals.len() as u64,
-        N,
-        "datagrams lost after the relay"
-    );
-    assert!(d[0] >= 4.99, "delivered early: {} ms", d[0]);
-    assert!(median < 6.0, "median {median} ms for 5 ms");
-    assert!(p99 < 7.0, "p99 {p99} ms for 5 ms");
+    within_attempts(3, |i| {
+        let b = Bench::start(&format!("lk-fast-{i}"), &["--latency-ms", "5"]);
+        let started = Instant::now();
+        let cpu_before = b.relay.cpu_time().unwrap();
+        let got = b.stream(0, N, Duration::from_nanos(33_333), 200);
+        let took = started.elapsed();
+        let cpu = b.relay.cpu_time().unwrap() - cpu_before;
+        let s = b.relay.stats();
+        let ab = &s["paths"][0]["a_to_b"];
+        let mut d = got.delays_ms();
+        d.sort_by(f64::total_cmp);
+        let (median, p99) = (percentile(&d, 0.5), percentile(&d, 0.99));
+        let late = ab["late_1ms"].as_u64().unwrap();
+        eprintln!(
+            "{} of {N} in {took:?} ({:.0}/s), relay CPU {cpu:?}: delay median {median:.3} ms, \
+             p99 {p99:.3} ms, max {:.3} ms; relay sent {late} over 1 ms late (worst {} µs)",
+            got.arrivals.len(),
+            N as f64 / took.as_secs_f64(),
+            d.last().unwrap(),
+            ab["max_late_us"]
+        );
+        assert!(d[0] >= 4.99, "delivered early: {} ms", d[0]);
+        // A relay that spins instead of sleeping on its timer would use the whole second.
+        assert!(
+            cpu < Duration::from_millis(800),
+            "relay CPU {cpu:?} for 1 s"
+        );
+        ensure!(ab["offered"] == N, "datagrams lost before the relay: {ab}");
+        ensure!(
+            got.arrivals.len() as u64 == N,
+            "{} arrived after the relay",
+            got.arrivals.len()
+        );
+        ensure!(median < 6.0, "median {median} ms for 5 ms");
+        ensure!(p99 < 7.0, "p99 {p99} ms for 5 ms");
+        ensure!(late * 100 < N, "{late} datagrams sent over 1 ms late");
+        Ok(())
+    });
 }
 
 /// Sends 20,000 datagrams A to B under `loss` with seed `seed`; checks nothing was lost on the
@@ -174,47 +211,51 @@ fn gilbert_elliott_loss_comes_in_bursts_of_the_set_mean() {
 
 #[test]
 fn the_rate_limit_paces_and_its_queue_tail_drops() {
-    // 8 Mbit/s = 1,000 B/ms; 1,000-byte datagrams take 1 ms each; 20 kB of queue = 20 ms.
-    let b = Bench::start(
-        "lk-rate",
-        &["--rate-bps", "8000000", "--queue-bytes", "20000"],
-    );
-    // Three times the rate for 0.6 s.
-    let got = b.stream(0, 1_800, Duration::from_micros(333), 1_000);
-    let s = b.relay.stats();
-    let ab = &s["paths"][0]["a_to_b"];
-    eprintln!("rate limit: relay {ab}");
-    let n = got.arrivals.len();
-    let first = got.arrivals.first().unwrap().at;
-    let last = got.arrivals.last().unwrap().at;
-    let throughput = (n - 1) as f64 * 1_000.0 / (last - first).as_secs_f64();
-    let mut d = got.delays_ms();
-    d.sort_by(f64::total_cmp);
-    let max_delay = *d.last().unwrap();
-    eprintln!(
-        "delivered {n} in {:?}: {throughput:.0} B/s, longest delay {max_delay:.2} ms",
-        last - first
-    );
-    assert!(
-        (throughput - 1e6).abs() < 0.05e6,
-        "throughput {throughput} B/s, set 1e6"
-    );
-    // Queue (20 ms) plus one datagram on the wire plus scheduling slack; without the limit
-    // the backlog would grow to over a second.
-    assert!(
-        max_delay < 30.0,
-        "a queue longer than its limit: {max_delay} ms"
-    );
-    assert!(
-        (500..=700).contains(&n),
-        "{n} delivered (≈ 0.6 s at the rate plus the queue)"
-    );
-    assert_eq!(ab["delivered"].as_u64().unwrap(), n as u64);
-    assert_eq!(
-        ab["queue_drops"].as_u64().unwrap() + n as u64,
-        ab["offered"].as_u64().unwrap()
-    );
-    assert_eq!(ab["offered"], 1_800);
+    within_attempts(3, |i| {
+        // 8 Mbit/s = 1,000 B/ms; 1,000-byte datagrams take 1 ms each; 20 kB of queue = 20 ms.
+        let b = Bench::start(
+            &format!("lk-rate-{i}"),
+            &["--rate-bps", "8000000", "--queue-bytes", "20000"],
+        );
+        // Three times the rate for 0.6 s.
+        let got = b.stream(0, 1_800, Duration::from_micros(333), 1_000);
+        let s = b.relay.stats();
+        let ab = &s["paths"][0]["a_to_b"];
+        eprintln!("rate limit: relay {ab}");
+        let n = got.arrivals.len();
+        let first = got.arrivals.first().unwrap().at;
+        let last = got.arrivals.last().unwrap().at;
+        let throughput = (n - 1) as f64 * 1_000.0 / (last - first).as_secs_f64();
+        let mut d = got.delays_ms();
+        d.sort_by(f64::total_cmp);
+        let max_delay = *d.last().unwrap();
+        eprintln!(
+            "delivered {n} in {:?}: {throughput:.0} B/s, longest delay {max_delay:.2} ms",
+            last - first
+        );
+        // Counting holds whatever the timing.
+        assert_eq!(ab["offered"], 1_800);
+        assert_eq!(ab["delivered"].as_u64().unwrap(), n as u64);
+        assert_eq!(
+            ab["queue_drops"].as_u64().unwrap() + n as u64,
+            ab["offered"].as_u64().unwrap()
+        );
+        ensure!(
+            (throughput - 1e6).abs() < 0.05e6,
+            "throughput {throughput} B/s, set 1e6"
+        );
+        // Queue (20 ms) plus one datagram on the wire plus scheduling slack; without the
+        // limit the backlog would grow to over a second.
+        ensure!(
+            max_delay < 24.0,
+            "a queue longer than its limit: {max_delay} ms"
+        );
+        ensure!(
+            (500..=700).contains(&n),
+            "{n} delivered (≈ 0.6 s at the rate plus the queue)"
+        );
+        Ok(())
+    });
 }
 
 #[test]

@@ -12,12 +12,13 @@ use std::net::UdpSocket;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use real_linkem_common::{TempDir, bin};
+use real_linkem_common::{TempDir, bin, realtime_thread};
 use weft_tests::linkem::process::LinkemProcess;
 use weft_tests::overlay::Addrs;
 
 /// Sends one datagram a millisecond from `tx` to `to` for `total`; returns the (send time,
-/// arrival time) of each that `rx` got, as offsets from `t0`.
+/// arrival time) of each that `rx` got, as offsets from `t0`. Both threads run real-time (best
+/// effort) so a busy host does not blur the schedule.
 fn stream_1ms(
     tx: UdpSocket,
     to: std::net::SocketAddr,
@@ -26,9 +27,11 @@ fn stream_1ms(
     total: Duration,
 ) -> std::thread::JoinHandle<Vec<(Duration, Duration)>> {
     std::thread::spawn(move || {
+        realtime_thread();
         rx.set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let receiver = std::thread::spawn(move || {
+            realtime_thread();
             let mut got = Vec::new();
             let mut buf = [0u8; 64];
             let end = t0 + total + Duration::from_millis(300);

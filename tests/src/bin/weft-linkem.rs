@@ -3,7 +3,7 @@
 //! a control socket and timelines. `docs/linkem.md` describes it.
 //!
 //! ```text
-//! weft-linkem relay --config FILE [--timeline FILE] [--seed N] [--control SOCKET]
+//! weft-linkem relay --config FILE [--timeline FILE] [--seed N] [--control SOCKET] [--realtime P]
 //! weft-linkem relay --a-side ADDR --b-side ADDR --to-a ADDR --to-b ADDR [settings...]
 //! weft-linkem ctl SOCKET cut|restore|set|stats|quit [...]
 //! weft-linkem check FILE
@@ -36,8 +36,8 @@ enum Cmd {
     Ctl {
         /// The relay's control socket.
         socket: PathBuf,
-        /// The command: cut [PATH] [DIR], restore [PATH] [DIR], set PATH [DIR] KEY=VALUE...,
-        /// stats, quit.
+        /// The command and its words: cut, restore, set, stats or quit (e.g. `cut p0 a-to-b`,
+        /// `set p0 latency_ms=20`; see docs/linkem.md).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         words: Vec<String>,
     },
@@ -56,7 +56,7 @@ struct RelayArgs {
     /// A TOML file describing the paths (instead of the single-path flags).
     #[arg(long, conflicts_with_all = ["a_side", "b_side", "to_a", "to_b", "name"])]
     config: Option<PathBuf>,
-    /// A TOML file of [[timeline]] entries (at_ms, action); repeatable.
+    /// A TOML file of `[[timeline]]` entries (at_ms, action); repeatable.
     #[arg(long)]
     timeline: Vec<PathBuf>,
     /// The random seed (overrides the file's; default 1).
@@ -68,6 +68,10 @@ struct RelayArgs {
     /// Most datagrams held per direction (default 65536).
     #[arg(long)]
     max_held: Option<usize>,
+    /// Run under SCHED_FIFO at this priority (1..=99, via chrt(1)), so other processes on the
+    /// host cannot delay deliveries; without the permission or chrt, a warning and on.
+    #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99))]
+    realtime: Option<u8>,
     /// The path's name (default p0).
     #[arg(long)]
     name: Option<String>,
@@ -93,7 +97,7 @@ struct RelayArgs {
     b_to_a: Option<String>,
 }
 
-/// Settings of both directions (with --config they become the file's defaults' overrides).
+/// Settings of both directions of the single path (with --config they belong in the file).
 #[derive(Args)]
 struct ParamFlags {
     /// One-way delay in milliseconds.
@@ -236,6 +240,9 @@ fn relay(args: RelayArgs) -> anyhow::Result<()> {
         .map(|p| (p.name.clone(), p.to_a, p.to_b))
         .collect();
     let mut relay = Relay::bind(config, true)?;
+    if let Some(prio) = args.realtime {
+        realtime(prio);
+    }
     for ((name, to_a, to_b), [a, b]) in names.iter().zip(relay.local_addrs()) {
         eprintln!("weft-linkem: path {name}: {a} -> {to_b}, {b} -> {to_a}");
     }
@@ -247,6 +254,27 @@ fn relay(args: RelayArgs) -> anyhow::Result<()> {
     relay.run()?;
     println!("{}", relay.stats_json(monotonic_now()?));
     Ok(())
+}
+
+/// Moves this (single-threaded) process to SCHED_FIFO at `prio` with `chrt -f -p`, which
+/// keeps the crate free of `unsafe`; a failure is only a warning.
+fn realtime(prio: u8) {
+    let pid = std::process::id().to_string();
+    let result = std::process::Command::new("chrt")
+        .args(["-f", "-p", &prio.to_string(), &pid])
+        .stdout(std::process::Stdio::null())
+        .output();
+    match result {
+        Ok(out) if out.status.success() => {
+            eprintln!("weft-linkem: running under SCHED_FIFO priority {prio}");
+        }
+        Ok(out) => eprintln!(
+            "weft-linkem: warning: --realtime {prio}: chrt failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("weft-linkem: warning: --realtime {prio}: running chrt: {e}"),
+    }
 }
 
 fn ctl(socket: PathBuf, words: &[String]) -> anyhow::Result<()> {

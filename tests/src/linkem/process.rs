@@ -22,8 +22,10 @@ pub struct LinkemProcess {
 }
 
 impl LinkemProcess {
-    /// Starts `bin relay ARGS --control CONTROL` with its output in `log` and waits (up to 10
-    /// s) until the control socket answers. Panics with the log if it exits or never answers.
+    /// Starts `bin relay ARGS --control CONTROL --realtime 10` with its output in `log` and
+    /// waits (up to 10 s) until the control socket answers. Panics with the log if it exits or
+    /// never answers. Real-time priority keeps its timing when tests share a busy host (where
+    /// that is not permitted, the relay warns and runs normally).
     pub fn start(bin: &Path, args: &[String], control: &Path, log: &Path) -> LinkemProcess {
         let err = std::fs::File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let out_path = stdout_path(log);
@@ -34,6 +36,7 @@ impl LinkemProcess {
             .args(args)
             .arg("--control")
             .arg(control)
+            .args(["--realtime", "10"])
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -60,6 +63,22 @@ impl LinkemProcess {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The CPU time it has used so far (user + system, from `/proc`), if it runs.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split(' ').collect();
+        let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+        // `/proc` counts in USER_HZ, which Linux fixes at 100 for user space.
+        Some(Duration::from_millis(ticks * 10))
     }
 
     /// The control socket.

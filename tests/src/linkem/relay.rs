@@ -371,6 +371,11 @@ impl Relay {
                     Ok(_) => {
                         d.counters.delivered += 1;
                         d.counters.delivered_bytes += h.buf.len() as u64;
+                        let late_us = (now - h.at).as_micros() as u64;
+                        d.counters.max_late_us = d.counters.max_late_us.max(late_us);
+                        if late_us > 1_000 {
+                            d.counters.late_1ms += 1;
+                        }
                     }
                     Err(_) => d.counters.send_errors += 1,
                 }

@@ -29,6 +29,10 @@ pub struct DirCounters {
     pub send_errors: u64,
     /// Bytes of UDP payload delivered.
     pub delivered_bytes: u64,
+    /// Datagrams sent more than 1 ms after their delivery time (the relay fell behind).
+    pub late_1ms: u64,
+    /// The most any datagram was sent after its delivery time, in microseconds.
+    pub max_late_us: u64,
 }
 
 /// The JSON of one direction: its state, counters, datagrams in flight and settings.
@@ -44,6 +48,8 @@ pub fn dir_json(up: bool, c: &DirCounters, in_flight: usize, params: &LinkParams
         "send_errors": c.send_errors,
         "in_flight": in_flight,
         "delivered_bytes": c.delivered_bytes,
+        "late_1ms": c.late_1ms,
+        "max_late_us": c.max_late_us,
         "params": params_json(params),
     })
 }
@@ -63,6 +69,8 @@ mod tests {
             held_drops: 1,
             send_errors: 1,
             delivered_bytes: 400,
+            late_1ms: 0,
+            max_late_us: 0,
         };
         let v = dir_json(true, &c, 1, &LinkParams::default());
         let sum: u64 = [
