@@ -2,6 +2,8 @@
 //!
 //! - [`linkmodel`]: emulated links (latency, jitter, Bernoulli and Gilbert–Elliott loss, rate
 //!   limit, cuts), shared by the simulator and `weft-linkem`;
+//! - [`linkem`]: `weft-linkem`, the userspace UDP relay that runs [`linkmodel`] between real
+//!   processes (per-path latency, loss, rate, cuts; a control socket and timelines);
 //! - [`overlay`]: real overlays of `weft-dataplane` + `weft-controld` (or `weft node`)
 //!   processes on loopback, guarded, with `weftctl` access;
 //! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures.
@@ -13,6 +15,7 @@
     reason = "a test harness fails loudly; nothing here handles production input"
 )]
 
+pub mod linkem;
 pub mod linkmodel;
 pub mod overlay;
 pub mod traffic;

@@ -7,6 +7,12 @@
 //! directory (config, sockets, logs) and shm names. [`Overlay`] is the guard: dropping it kills
 //! every process it started and removes the directory; if the test is failing, the logs are
 //! printed first.
+//!
+//! [`Overlay::start_emulated`] puts some link paths through one `weft-linkem` relay (latency,
+//! loss, rate, cuts; `docs/linkem.md`): the relay listens on `127.A.B.254`, port 9000 + 2k (A
+//! side) and 9001 + 2k (B side) for the k-th emulated path, and each data plane is started with
+//! `--remote LINK:PATH=<its side of the relay>`. The test changes those paths at run time with
+//! [`Overlay::cut_path`], [`Overlay::restore_path`] and [`Overlay::set_path`].
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt::Write as _;
@@ -19,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+
+use crate::linkem::process::LinkemProcess;
 
 /// A link of a test overlay: id, its two nodes, its configured cost in microseconds.
 #[derive(Clone, Copy, Debug)]
@@ -79,7 +87,7 @@ pub fn bin_dir() -> PathBuf {
                 "-p",
                 "weft-client",
             ])
-            .args(["-p", "weftctl", "-p", "weft"])
+            .args(["-p", "weftctl", "-p", "weft", "-p", "weft-tests"])
             .current_dir(workspace_root())
             .status();
         assert!(
@@ -126,6 +134,46 @@ impl Addrs {
     pub fn node(&self, n: u16, isp: u8) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::new(127, self.a, self.b + isp, n as u8), 7000 + n))
     }
+
+    /// Side `side` (0 = A, 1 = B) of the `k`-th emulated path's relay: `127.A.B.254`, port
+    /// 9000 + 2k + side.
+    pub fn relay(&self, k: u16, side: u8) -> SocketAddr {
+        let port = 9000 + 2 * k + u16::from(side);
+        SocketAddr::from((Ipv4Addr::new(127, self.a, self.b, 254), port))
+    }
+
+    /// Any address of the block: `127.A.(B + isp).host:port`, for tests with plain sockets.
+    pub fn host(&self, isp: u8, host: u8, port: u16) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::new(127, self.a, self.b + isp, host), port))
+    }
+}
+
+/// A link path of a test overlay that runs through `weft-linkem`.
+#[derive(Clone, Debug)]
+pub struct EmulatedPath {
+    /// The link id.
+    pub link: u16,
+    /// The path id (0: ISP "a" on both ends, 1: ISP "b").
+    pub path: u8,
+    /// Settings of both directions at start, as `set` takes them (`"latency_ms=20 loss=0.01"`;
+    /// empty: a plain relay).
+    pub settings: String,
+}
+
+impl EmulatedPath {
+    /// Path `path` of link `link` with `settings`.
+    pub fn new(link: u16, path: u8, settings: &str) -> EmulatedPath {
+        EmulatedPath {
+            link,
+            path,
+            settings: settings.to_owned(),
+        }
+    }
+}
+
+/// The relay's name for path `path` of link `link`: `l<link>p<path>`.
+pub fn emulated_path_name(link: u16, path: u8) -> String {
+    format!("l{link}p{path}")
 }
 
 /// A running overlay: the guard of everything it started.
@@ -140,12 +188,36 @@ pub struct Overlay {
     start: Start,
     procs: Vec<(u16, Role, Child)>,
     bins: PathBuf,
+    dataplane_args: Vec<(u16, Vec<String>)>,
+    linkem: Option<LinkemProcess>,
 }
 
 impl Overlay {
     /// Writes the config of `nodes` nodes (1..=nodes) and `links` and starts every node;
     /// returns once every data plane is up and every control plane attached.
     pub fn start(name: &str, nodes: u16, links: &[LinkSpec], start: Start) -> Overlay {
+        Overlay::start_with(name, nodes, links, start, &[])
+    }
+
+    /// Like [`Overlay::start`] in [`Start::Separate`] mode, with the `emulated` paths running
+    /// through one `weft-linkem` relay (started first, with each path's settings applied
+    /// before any node starts). Link ends: the link's `a` is the relay's A side.
+    pub fn start_emulated(
+        name: &str,
+        nodes: u16,
+        links: &[LinkSpec],
+        emulated: &[EmulatedPath],
+    ) -> Overlay {
+        Overlay::start_with(name, nodes, links, Start::Separate, emulated)
+    }
+
+    fn start_with(
+        name: &str,
+        nodes: u16,
+        links: &[LinkSpec],
+        start: Start,
+        emulated: &[EmulatedPath],
+    ) -> Overlay {
         let addrs = Addrs::new(name);
         let dir = std::env::temp_dir().join(format!("weft-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -161,11 +233,92 @@ impl Overlay {
             start,
             procs: Vec::new(),
             bins: bin_dir(),
+            dataplane_args: Vec::new(),
+            linkem: None,
         };
+        if !emulated.is_empty() {
+            overlay.start_linkem(&addrs, links, emulated);
+        }
         for n in 1..=nodes {
             overlay.start_node(n);
         }
         overlay
+    }
+
+    /// Starts the relay of the `emulated` paths and records each data plane's `--remote`.
+    fn start_linkem(&mut self, addrs: &Addrs, links: &[LinkSpec], emulated: &[EmulatedPath]) {
+        let mut toml = String::from("seed = 1\n");
+        for (k, e) in emulated.iter().enumerate() {
+            let link = links
+                .iter()
+                .find(|l| l.id == e.link)
+                .unwrap_or_else(|| panic!("emulated path on link {}: no such link", e.link));
+            assert!(e.path < 2, "emulated path {}: nodes have two ISPs", e.path);
+            let name = emulated_path_name(e.link, e.path);
+            assert!(
+                emulated[..k]
+                    .iter()
+                    .all(|o| (o.link, o.path) != (e.link, e.path)),
+                "{name} is emulated twice"
+            );
+            let (a_side, b_side) = (addrs.relay(k as u16, 0), addrs.relay(k as u16, 1));
+            // Path p of a test link pairs ISP p of both nodes (the config's default paths).
+            let _ = writeln!(
+                toml,
+                "[[path]]\nname = \"{name}\"\na_side = \"{a_side}\"\nb_side = \"{b_side}\"\n\
+                 to_a = \"{}\"\nto_b = \"{}\"",
+                addrs.node(link.a, e.path),
+                addrs.node(link.b, e.path)
+            );
+            let remote = |side: SocketAddr| format!("{}:{}={side}", e.link, e.path);
+            self.add_dataplane_args(link.a, &["--remote".to_owned(), remote(a_side)]);
+            self.add_dataplane_args(link.b, &["--remote".to_owned(), remote(b_side)]);
+        }
+        let file = self.dir.join("linkem.toml");
+        std::fs::write(&file, toml).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let linkem = LinkemProcess::start(
+            &self.bin("weft-linkem"),
+            &["--config".to_owned(), file.display().to_string()],
+            &self.dir.join("linkem.ctl"),
+            &self.dir.join("linkem.log"),
+        );
+        for e in emulated.iter().filter(|e| !e.settings.trim().is_empty()) {
+            let name = emulated_path_name(e.link, e.path);
+            linkem.must(&format!("set {name} both {}", e.settings));
+        }
+        self.linkem = Some(linkem);
+    }
+
+    fn add_dataplane_args(&mut self, node: u16, args: &[String]) {
+        match self.dataplane_args.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, v)) => v.extend_from_slice(args),
+            None => self.dataplane_args.push((node, args.to_vec())),
+        }
+    }
+
+    /// The overlay's `weft-linkem` relay (panics if it has none).
+    pub fn linkem(&self) -> &LinkemProcess {
+        self.linkem
+            .as_ref()
+            .unwrap_or_else(|| panic!("this overlay has no emulated path"))
+    }
+
+    /// Cuts both directions of emulated path `path` of link `link`.
+    pub fn cut_path(&self, link: u16, path: u8) {
+        self.linkem()
+            .must(&format!("cut {}", emulated_path_name(link, path)));
+    }
+
+    /// Restores both directions of emulated path `path` of link `link`.
+    pub fn restore_path(&self, link: u16, path: u8) {
+        self.linkem()
+            .must(&format!("restore {}", emulated_path_name(link, path)));
+    }
+
+    /// Changes both directions of emulated path `path` of link `link` (`"latency_ms=5"`).
+    pub fn set_path(&self, link: u16, path: u8, settings: &str) {
+        let name = emulated_path_name(link, path);
+        self.linkem().must(&format!("set {name} both {settings}"));
     }
 
     /// Starts node `id` (after a kill, or at first) and waits until it is up.
@@ -329,6 +482,11 @@ impl Overlay {
         if role == Role::Launcher {
             cmd.arg("node");
         }
+        if role == Role::Dataplane {
+            if let Some((_, args)) = self.dataplane_args.iter().find(|(n, _)| *n == id) {
+                cmd.args(args);
+            }
+        }
         cmd.arg("--config")
             .arg(&self.config)
             .arg("--id")
@@ -379,12 +537,17 @@ impl Drop for Overlay {
             for id in &self.nodes {
                 eprintln!("{}", self.log(*id));
             }
+            if let Some(l) = &self.linkem {
+                eprintln!("--- weft-linkem ---\n{}", l.log());
+            }
         }
         for id in self.nodes.clone() {
             for role in [Role::Launcher, Role::Controld, Role::Dataplane] {
                 self.kill(id, role, Signal::SIGTERM);
             }
         }
+        // After the nodes, so none of them sees its paths cut first.
+        drop(self.linkem.take());
         for id in &self.nodes {
             let _ = std::fs::remove_file(format!("/dev/shm/{}", self.shm_name(*id)));
         }
