@@ -350,7 +350,10 @@ mod tests {
         let rate = p.iter().filter(|l| **l).count() as f64 / N as f64;
         let (count, mean_burst) = bursts(&p);
         assert!((rate - 0.05).abs() < 0.005, "loss {rate}");
-        assert!((mean_burst - 4.0).abs() < 0.2, "mean burst {mean_burst} over {count}");
+        assert!(
+            (mean_burst - 4.0).abs() < 0.2,
+            "mean burst {mean_burst} over {count}"
+        );
     }
 
     #[test]
@@ -379,7 +382,7 @@ mod tests {
         let mean = sum / n as f64;
         // Uniform on [10, 14] ms: mean 12 ms (σ of the mean ≈ 2.6 µs).
         assert!((mean - 12_000.0).abs() < 20.0, "{mean}");
-        assert!(min >= 10_000 && min < 10_010, "{min}");
+        assert!((10_000..10_010).contains(&min), "{min}");
         assert!(max <= 14_000 && max > 13_990, "{max}");
     }
 
