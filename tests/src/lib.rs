@@ -4,9 +4,10 @@
 //!   limit, cuts), shared by the simulator and `weft-linkem`;
 //! - [`overlay`]: real overlays of `weft-dataplane` + `weft-controld` (or `weft node`)
 //!   processes on loopback, guarded, with `weftctl` access;
-//! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures.
-//!
-//! The deterministic simulator comes with the test-bench issue.
+//! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures;
+//! - [`sim`]: the deterministic, virtual-time simulator that runs N nodes of the real sans-IO
+//!   protocol code (link monitors, forwarder, link-state router) over emulated links, driven by
+//!   scenario files (`docs/simulator.md`, the `weft-sim` binary).
 
 #![allow(
     clippy::panic,
@@ -15,4 +16,5 @@
 
 pub mod linkmodel;
 pub mod overlay;
+pub mod sim;
 pub mod traffic;

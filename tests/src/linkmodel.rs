@@ -350,7 +350,10 @@ mod tests {
         let rate = p.iter().filter(|l| **l).count() as f64 / N as f64;
         let (count, mean_burst) = bursts(&p);
         assert!((rate - 0.05).abs() < 0.005, "loss {rate}");
-        assert!((mean_burst - 4.0).abs() < 0.2, "mean burst {mean_burst} over {count}");
+        assert!(
+            (mean_burst - 4.0).abs() < 0.2,
+            "mean burst {mean_burst} over {count}"
+        );
     }
 
     #[test]
