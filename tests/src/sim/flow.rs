@@ -110,20 +110,23 @@ impl FlowState {
         self.delivered += 1;
         let us = now.saturating_duration_since(sent_at).as_micros() as u64;
         let _ = self.latency.record(us.clamp(1, MAX_LATENCY_US));
-        self.gap_until(now, windows);
+        if let Some(last) = self.last_delivery {
+            self.gap(last, now, windows);
+        }
         self.last_delivery = Some(now);
     }
 
     /// Closes the last gap at the end of the run (a flow that never recovered shows it).
     pub(crate) fn finish(&mut self, end: Instant, windows: &[Instant]) {
         let until = end.min(self.stop);
-        if until > self.start && self.last_delivery.is_none_or(|l| l < until) {
-            self.gap_until(until, windows);
+        let from = self.last_delivery.unwrap_or(self.start);
+        if until > from {
+            self.gap(from, until, windows);
         }
     }
 
-    fn gap_until(&mut self, now: Instant, windows: &[Instant]) {
-        let from = self.last_delivery.unwrap_or(self.start);
+    /// Nothing was delivered between `from` and `now`.
+    fn gap(&mut self, from: Instant, now: Instant, windows: &[Instant]) {
         let gap = now.saturating_duration_since(from);
         self.max_gap = self.max_gap.max(gap);
         // The gap counts for every timeline window it overlaps: a failure's outage shows in
@@ -199,8 +202,8 @@ pub struct Outage {
     pub at_ms: f64,
     /// What it was.
     pub what: String,
-    /// The longest gap between two deliveries (or from the flow's start to its first delivery,
-    /// or from its last delivery to its end) that overlaps the time from this event to the
+    /// The longest gap between two deliveries (or from the last delivery, or the start if
+    /// nothing arrived, to the flow's end) that overlaps the time from this event to the
     /// next, in milliseconds; `None` if the flow did not run then. At a steady rate it includes
     /// one packet interval.
     pub outage_ms: Option<f64>,
@@ -235,7 +238,8 @@ pub struct FlowReport {
     pub link_transmissions: u64,
     /// Link transmissions per packet delivered.
     pub overhead: Option<f64>,
-    /// The longest gap between deliveries over the whole run, in milliseconds.
+    /// The longest gap between deliveries over the whole run (from the last one to the flow's
+    /// end included), in milliseconds.
     pub max_gap_ms: f64,
     /// The longest gap after each timeline event.
     pub outages: Vec<Outage>,

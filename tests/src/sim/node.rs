@@ -256,6 +256,9 @@ impl Running {
         let params = RouterParams::from_timers(config.timers());
         let router = Router::new(config, me, incarnation, params, now)
             .map_err(|error| StartError::Router { node: me, error })?;
+        // Each control plane reads its statistics on its own phase (processes start apart).
+        let stats_ns = u64::try_from(stats_interval.as_nanos()).unwrap_or(u64::MAX);
+        let stats_phase = Duration::from_nanos(phase.below(stats_ns));
         let mut links = links.clone();
         for l in &mut links.0 {
             l.active = None;
@@ -270,7 +273,7 @@ impl Running {
             router,
             fib: FibTable::new_boxed(),
             stats_interval,
-            next_stats_at: now,
+            next_stats_at: now + stats_phase,
             router_deadline: now,
             hellos_ignored: 0,
             control_refused: 0,

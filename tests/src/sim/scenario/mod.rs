@@ -371,9 +371,10 @@ impl Scenario {
             table.insert(k.clone(), v.clone());
         }
         let patched = toml::to_string(&doc).map_err(|e| config_err(&e))?;
-        let name = format!("{shown} with the timers of {}", self.file);
-        Config::from_toml_str(&patched, &name).map_err(|e| {
-            ScenarioError::new(&self.file, "timers", format!("the patched config: {e}"))
+        Config::from_toml_str(&patched, &shown).map_err(|e| {
+            // The patched text's line numbers mean nothing to the reader: field and reason only.
+            let message = format!("{shown} with these timers: {}: {}", e.path(), e.kind());
+            ScenarioError::new(&self.file, "timers", message)
         })
     }
 }
