@@ -2,6 +2,8 @@
 //! restart, a misbehaving node) run twice with one seed gives the same trace, record for
 //! record, and the same report; another seed gives another trace.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 use weft_tests::sim::{Report, Scenario, Simulation, TraceMode, TraceRecord};

@@ -2,6 +2,8 @@
 //! a fraction of a second and its return costs nothing; a cut link is routed around; a cut path
 //! (one ISP pair) fails over to the link's other path without any routing change.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 use weft_shared::ids::{LinkId, NodeId, PathId};

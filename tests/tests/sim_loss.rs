@@ -3,6 +3,8 @@
 //! tolerances that hold for any seed. The seed comes from `WEFT_SIM_SEED` when it is set (CI
 //! sets a random one and prints it).
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 use weft_tests::sim::{Report, Scenario, Simulation, seed_from_env};

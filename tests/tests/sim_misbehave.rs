@@ -2,6 +2,8 @@
 //! (`scenarios/line4.toml`) sits on the only route of a flow from node 1 to node 4 and starts
 //! misbehaving at 2 s (the protocols do not detect misbehaviour: the effect stays).
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 use weft_tests::sim::{FlowReport, Scenario, Simulation};

@@ -3,6 +3,8 @@
 //! simulated failure detection follows. If the link monitor's detection changed in the crate,
 //! these figures would change with it.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::path::Path;
 
 use weft_tests::sim::{Scenario, Simulation};

@@ -2,6 +2,8 @@
 //! --json` ends with one JSON object; bad scenario files get errors that name the file and the
 //! field.
 
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

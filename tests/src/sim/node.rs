@@ -12,7 +12,7 @@
 //!   2, loss = its hello loss), its timers, and a FIB built with [`Router::fill_fib`] when
 //!   [`Router::fib_due`] says so.
 //!
-//! The node does no I/O: everything it sends goes to the simulation as an [`Output`].
+//! The node does no I/O: everything it sends goes to the simulation as an output (a packet to send, a delivery, a drop, a log entry).
 
 use std::time::Duration;
 
@@ -45,29 +45,47 @@ const POOL_MAX: usize = 1 << 16;
 /// Drop code of a data packet a misbehaving node threw away (pipeline drops use
 /// [`DropReason::index`], below 100).
 pub const DROP_MISBEHAVIOUR: u64 = 100;
-/// Drop code of a packet whose buffer write failed or that found no up path.
-pub const DROP_SEND: u64 = 101;
 /// Flow id of the junk a flooding node sends.
 pub(crate) const FLOOD_FLOW: FlowId = FlowId(u32::MAX);
+
+/// A packet buffer (a thin pointer, so queued events stay small).
+pub(crate) type Buf = Box<[u8; BUF_LEN]>;
 
 /// A packet: a fixed-size buffer and the length in use.
 #[derive(Debug)]
 pub(crate) struct Packet {
-    pub(crate) buf: Vec<u8>,
-    pub(crate) len: usize,
+    pub(crate) buf: Buf,
+    pub(crate) len: u32,
+}
+
+impl Packet {
+    pub(crate) fn new(buf: Buf, len: usize) -> Packet {
+        Packet {
+            buf,
+            len: u32::try_from(len.min(BUF_LEN)).unwrap_or(0),
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len as usize]
+    }
 }
 
 /// Buffers for reuse, so steady traffic does not allocate.
 #[derive(Debug, Default)]
-pub(crate) struct Pool(Vec<Vec<u8>>);
+pub(crate) struct Pool(Vec<Buf>);
 
 impl Pool {
-    pub(crate) fn take(&mut self) -> Vec<u8> {
-        self.0.pop().unwrap_or_else(|| vec![0; BUF_LEN])
+    pub(crate) fn take(&mut self) -> Buf {
+        self.0.pop().unwrap_or_else(|| Box::new([0; BUF_LEN]))
     }
 
-    pub(crate) fn give(&mut self, buf: Vec<u8>) {
-        if self.0.len() < POOL_MAX && buf.len() == BUF_LEN {
+    pub(crate) fn give(&mut self, buf: Buf) {
+        if self.0.len() < POOL_MAX {
             self.0.push(buf);
         }
     }
@@ -186,6 +204,8 @@ pub(crate) struct Running {
     sender: LinkSender,
     pub(crate) links: LinkSet,
     pub(crate) monitors: Vec<LinkMonitor>,
+    /// Each monitor's `poll_timeout` as of the last call on it (`FAR_FUTURE`: none).
+    timeouts: Vec<Instant>,
     pub(crate) router: Router,
     pub(crate) fib: Box<FibTable>,
     stats_interval: Duration,
@@ -264,8 +284,13 @@ impl Running {
             l.active = None;
             l.one_way_delay_us = 0;
         }
+        let timeouts = monitors
+            .iter()
+            .map(|m| m.poll_timeout().unwrap_or(Instant::FAR_FUTURE))
+            .collect();
         Ok(Running {
             incarnation,
+            timeouts,
             forwarder: Forwarder::new(me),
             sender: LinkSender::new(me, incarnation, 0),
             links,
@@ -281,8 +306,9 @@ impl Running {
         })
     }
 
-    /// A datagram arrived: the pipeline, then the monitors' news, then the control plane if
-    /// a control envelope was punted.
+    /// A datagram arrived: the pipeline, then the monitor a hello went to, then the control
+    /// plane if a control envelope was punted. Returns whether the node's timers may have
+    /// changed (its wake must be recomputed).
     pub(crate) fn handle_datagram(
         &mut self,
         now: Instant,
@@ -290,7 +316,7 @@ impl Running {
         behaviour: Misbehaviour,
         rng: &mut Rng,
         ctx: &mut Ctx<'_>,
-    ) {
+    ) -> bool {
         let mut out = Out {
             now,
             mine: self.incarnation,
@@ -302,18 +328,22 @@ impl Running {
             rng,
             ctx,
             punted: false,
+            hello_to: None,
             hellos_ignored: 0,
             control_refused: 0,
         };
         self.forwarder
             .handle_datagram(now, now, datagram, &self.fib, &self.links, &mut out);
-        let punted = out.punted;
+        let (punted, hello_to) = (out.punted, out.hello_to);
         self.hellos_ignored += out.hellos_ignored;
         self.control_refused += out.control_refused;
-        self.after_monitors(ctx);
+        if let Some(i) = hello_to {
+            self.after_monitor(i, ctx);
+        }
         if punted {
             self.control_turn(now, ctx);
         }
+        punted || hello_to.is_some()
     }
 
     /// The node's timers: monitors (hellos, dead paths), then the control plane.
@@ -327,8 +357,8 @@ impl Running {
                 let hello = hello_repr(&fields, self.monitors[i].peer_incarnation());
                 self.send_hello(i, path, &hello, ctx);
             }
+            self.after_monitor(i, ctx);
         }
-        self.after_monitors(ctx);
         self.control_turn(now, ctx);
     }
 
@@ -343,10 +373,8 @@ impl Running {
             self.router_deadline
         };
         at = at.min(router);
-        for m in &self.monitors {
-            if let Some(t) = m.poll_timeout() {
-                at = at.min(t);
-            }
+        for t in &self.timeouts {
+            at = at.min(*t);
         }
         at.max(now + Duration::from_micros(1))
     }
@@ -428,13 +456,13 @@ impl Running {
             return;
         };
         let mut buf = ctx.pool.take();
-        match self.sender.write_hello(&mut buf, slot.id, path, hello) {
+        match self.sender.write_hello(&mut buf[..], slot.id, path, hello) {
             Ok(len) => ctx.out.push(Output::Tx {
                 net: slot.net,
                 side: slot.side,
                 link: slot.id,
                 path,
-                packet: Packet { buf, len },
+                packet: Packet::new(buf, len),
                 class: Class::Hello,
             }),
             Err(reason) => {
@@ -448,41 +476,43 @@ impl Running {
         }
     }
 
-    /// Copies each monitor's active path and delay into the link table (as worker 0 does) and
-    /// logs its events.
-    fn after_monitors(&mut self, ctx: &mut Ctx<'_>) {
-        for (slot, m) in self.links.0.iter_mut().zip(&mut self.monitors) {
-            while let Some(event) = m.poll_event() {
-                let link = slot.id.get();
-                let e = match event {
-                    LinkEvent::PathUp(p) => LogEvent::PathUp {
-                        link,
-                        path: p.get(),
-                    },
-                    LinkEvent::PathDown { path, .. } => LogEvent::PathDown {
-                        link,
-                        path: path.get(),
-                    },
-                    LinkEvent::ActivePathChanged { to, .. } => LogEvent::ActivePath {
-                        link,
-                        path: to.map(PathId::get),
-                    },
-                    LinkEvent::LinkUp => LogEvent::LinkUp { link },
-                    LinkEvent::LinkDown => LogEvent::LinkDown { link },
-                    LinkEvent::PeerRestarted { .. } => LogEvent::PeerRestarted { link },
-                    LinkEvent::Mismatch { path, .. } => LogEvent::Mismatch {
-                        link,
-                        path: path.get(),
-                    },
-                };
-                ctx.out.push(Output::Log(e));
-            }
-            let active = m.active_path();
-            slot.active = active;
-            slot.one_way_delay_us = active
-                .and_then(|p| m.one_way_delay(p))
-                .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+    /// Copies monitor `i`'s active path and delay into the link table (as worker 0 does), logs
+    /// its events and notes its next timeout.
+    fn after_monitor(&mut self, i: usize, ctx: &mut Ctx<'_>) {
+        let (Some(slot), Some(m)) = (self.links.0.get_mut(i), self.monitors.get_mut(i)) else {
+            return;
+        };
+        while let Some(event) = m.poll_event() {
+            let link = slot.id.get();
+            let e = match event {
+                LinkEvent::PathUp(p) => LogEvent::PathUp {
+                    link,
+                    path: p.get(),
+                },
+                LinkEvent::PathDown { path, .. } => LogEvent::PathDown {
+                    link,
+                    path: path.get(),
+                },
+                LinkEvent::ActivePathChanged { to, .. } => LogEvent::ActivePath {
+                    link,
+                    path: to.map(PathId::get),
+                },
+                LinkEvent::LinkUp => LogEvent::LinkUp { link },
+                LinkEvent::LinkDown => LogEvent::LinkDown { link },
+                LinkEvent::PeerRestarted { .. } => LogEvent::PeerRestarted { link },
+                LinkEvent::Mismatch { path, .. } => LogEvent::Mismatch {
+                    link,
+                    path: path.get(),
+                },
+            };
+            ctx.out.push(Output::Log(e));
         }
+        let active = m.active_path();
+        slot.active = active;
+        slot.one_way_delay_us = active
+            .and_then(|p| m.one_way_delay(p))
+            .map_or(0, |d| u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        self.timeouts[i] = m.poll_timeout().unwrap_or(Instant::FAR_FUTURE);
     }
 
     /// One turn of the control plane, in the daemon's order: link statistics when due, the
@@ -595,13 +625,13 @@ fn send_on_link(
     };
     let mut buf = ctx.pool.take();
     let max = slot.max_datagram.min(BUF_LEN);
-    match write(sender, &mut buf, link, path, max) {
+    match write(sender, &mut buf[..], link, path, max) {
         Ok(len) => ctx.out.push(Output::Tx {
             net: slot.net,
             side: slot.side,
             link,
             path,
-            packet: Packet { buf, len },
+            packet: Packet::new(buf, len),
             class,
         }),
         Err(reason) => {
@@ -623,6 +653,8 @@ struct Out<'a, 'c> {
     rng: &'a mut Rng,
     ctx: &'a mut Ctx<'c>,
     punted: bool,
+    /// The monitor a hello went to.
+    hello_to: Option<usize>,
     hellos_ignored: u64,
     control_refused: u64,
 }
@@ -645,6 +677,7 @@ impl PipelineOutput for Out<'_, '_> {
         let Some(i) = self.links.position(rx.link) else {
             return;
         };
+        self.hello_to = Some(i);
         let fields = hello_fields(rx, hello, self.mine);
         if self.monitors[i]
             .handle_hello(self.now, rx.path, &fields)
@@ -700,7 +733,7 @@ impl PipelineOutput for Out<'_, '_> {
                 self.ctx.out.push(Output::Later {
                     at: self.now + d,
                     link,
-                    packet: Packet { buf, len },
+                    packet: Packet::new(buf, len),
                 });
             }
             Misbehaviour::Duplicate(copies) => {

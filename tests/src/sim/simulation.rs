@@ -25,14 +25,14 @@ const IP_UDP_V4: usize = 28;
 /// IPv6 and UDP headers.
 const IP_UDP_V6: usize = 48;
 
-/// What the queue holds.
+/// What the queue holds (kept small: the heap moves events around).
 #[derive(Debug)]
 enum Event {
     /// A packet reaches side `to_side` of network link `net` on `path`.
     Arrive {
-        net: usize,
+        net: u32,
         path: u8,
-        to_side: usize,
+        to_side: u8,
         packet: Packet,
     },
     /// A node's timers (stale if it is not the node's scheduled wake any more).
@@ -435,13 +435,16 @@ impl Simulation {
                 path,
                 to_side,
                 packet,
-            } => self.arrive(net, path, to_side, packet),
+            } => self.arrive(net as usize, path, usize::from(to_side), packet),
             Event::Wake { node } => {
                 if self.nodes[node].scheduled_wake != Some(self.now) {
                     return; // superseded
                 }
                 self.nodes[node].scheduled_wake = None;
-                self.with_node(node, |r, _, _, now, ctx| r.wake(now, ctx));
+                self.with_node(node, |r, _, _, now, ctx| {
+                    r.wake(now, ctx);
+                    true
+                });
             }
             Event::FlowSend { flow } => self.flow_send(flow),
             Event::Flood { node, epoch } => self.flood(node, epoch),
@@ -453,20 +456,23 @@ impl Simulation {
                 packet,
             } => {
                 if self.nodes[node].restarts == restarts {
-                    let body = &packet.buf[..packet.len];
-                    self.with_node(node, |r, _, _, _, ctx| r.send_later(link, body, ctx));
+                    let body = packet.bytes();
+                    self.with_node(node, |r, _, _, _, ctx| {
+                        r.send_later(link, body, ctx);
+                        false
+                    });
                 }
                 self.pool.give(packet.buf);
             }
         }
     }
 
-    /// Calls `f` on node `i`'s running software (if it is up), then applies what it output and
-    /// reschedules its wake.
+    /// Calls `f` on node `i`'s running software (if it is up), reschedules its wake if `f` says
+    /// its timers may have changed, then applies what it output.
     fn with_node(
         &mut self,
         i: usize,
-        f: impl FnOnce(&mut Running, Misbehaviour, &mut Rng, Instant, &mut Ctx<'_>),
+        f: impl FnOnce(&mut Running, Misbehaviour, &mut Rng, Instant, &mut Ctx<'_>) -> bool,
     ) {
         let node = &mut self.nodes[i];
         let Some(running) = node.running.as_mut() else {
@@ -477,11 +483,12 @@ impl Simulation {
             out: &mut self.out,
             nodes: &self.node_ids,
         };
-        f(running, node.behaviour, &mut node.rng, self.now, &mut ctx);
-        let next = running.next_wake(self.now);
-        if node.scheduled_wake.is_none_or(|s| next < s) {
-            node.scheduled_wake = Some(next);
-            self.queue.push(next, Event::Wake { node: i });
+        if f(running, node.behaviour, &mut node.rng, self.now, &mut ctx) {
+            let next = running.next_wake(self.now);
+            if node.scheduled_wake.is_none_or(|s| next < s) {
+                node.scheduled_wake = Some(next);
+                self.queue.push(next, Event::Wake { node: i });
+            }
         }
         self.apply_outputs(i);
     }
@@ -563,8 +570,7 @@ impl Simulation {
         class: Class,
     ) {
         self.counters.link_packets += 1;
-        let bytes = &packet.buf[..packet.len];
-        let d = digest(bytes);
+        let d = digest(packet.bytes());
         self.record(TraceKind::Sent, node, link.get(), path.get(), d);
         if let Class::Data { src, flow } = class {
             self.counters.data_link_packets += 1;
@@ -573,7 +579,7 @@ impl Simulation {
             }
         }
         let l = &mut self.net[net];
-        let wire_len = packet.len + l.ip_udp;
+        let wire_len = packet.len as usize + l.ip_udp;
         let Some(p) = l.paths.get_mut(usize::from(path.get())) else {
             self.pool.give(packet.buf);
             return;
@@ -582,9 +588,10 @@ impl Simulation {
             Verdict::Deliver(at) => self.queue.push(
                 at,
                 Event::Arrive {
-                    net,
+                    // At most MAX_LINKS (512) links: the index fits.
+                    net: net as u32,
                     path: path.get(),
-                    to_side: 1 - side,
+                    to_side: (1 - side) as u8,
                     packet,
                 },
             ),
@@ -605,15 +612,14 @@ impl Simulation {
         let link = self.net[net].id.get();
         let node = self.nodes[i].id.get();
         if self.nodes[i].running.is_none() {
-            self.record(TraceKind::NodeDown, node, link, path, packet.len as u64);
+            self.record(TraceKind::NodeDown, node, link, path, u64::from(packet.len));
             self.pool.give(packet.buf);
             return;
         }
-        self.record(TraceKind::Arrived, node, link, path, packet.len as u64);
-        let len = packet.len;
-        let buf = &mut packet.buf[..len];
+        self.record(TraceKind::Arrived, node, link, path, u64::from(packet.len));
+        let buf = packet.bytes_mut();
         self.with_node(i, |r, behaviour, rng, now, ctx| {
-            r.handle_datagram(now, buf, behaviour, rng, ctx);
+            r.handle_datagram(now, buf, behaviour, rng, ctx)
         });
         self.pool.give(packet.buf);
     }
@@ -666,6 +672,7 @@ impl Simulation {
         let body = &payload[..size];
         self.with_node(src, |r, _, _, now, ctx| {
             r.originate(now, dst, flow, seq, body, ctx);
+            false
         });
         self.payload = payload;
     }

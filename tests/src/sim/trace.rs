@@ -112,20 +112,27 @@ impl Trace {
     }
 }
 
-/// A digest of a packet's bytes (8 bytes at a time).
+/// A digest of a packet's bytes: a multiply-rotate hash of 8-byte words (FxHash's step) in two
+/// independent lanes, then the SplitMix64 finaliser. Not cryptographic; it only has to differ
+/// when the bytes differ, and be cheap (it runs on every packet).
 #[inline]
 pub fn digest(bytes: &[u8]) -> u64 {
-    let mut h = bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let word = |c: &[u8]| {
         let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        h = mix(h ^ u64::from_le_bytes(w));
+        w[..c.len()].copy_from_slice(c);
+        u64::from_le_bytes(w)
+    };
+    let (mut a, mut b) = (bytes.len() as u64, 0x9e37_79b9_7f4a_7c15u64);
+    let mut pairs = bytes.chunks_exact(16);
+    for p in &mut pairs {
+        a = (a.rotate_left(5) ^ word(&p[..8])).wrapping_mul(K);
+        b = (b.rotate_left(5) ^ word(&p[8..])).wrapping_mul(K);
     }
-    let mut tail = [0u8; 8];
-    let rest = chunks.remainder();
-    tail[..rest.len()].copy_from_slice(rest);
-    mix(h ^ u64::from_le_bytes(tail))
+    for c in pairs.remainder().chunks(8) {
+        a = (a.rotate_left(5) ^ word(c)).wrapping_mul(K);
+    }
+    mix(a ^ b.rotate_left(32))
 }
 
 /// The SplitMix64 finaliser.

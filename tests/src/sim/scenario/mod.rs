@@ -1,7 +1,7 @@
 //! Scenario files: which overlay config to run, how its links behave, which flows to send and
 //! what happens when. The format is documented in `docs/simulator.md`.
 //!
-//! Loading goes text → serde [`raw`] structs (unknown keys refused) → [`Scenario`], whose values
+//! Loading goes text → serde `raw` structs (unknown keys refused) → [`Scenario`], whose values
 //! are checked on their own (ranges, exactly one action per event, best effort only). Names of
 //! nodes and links are checked against the config when the [`Simulation`](super::Simulation)
 //! is built, and those errors name the scenario file and field too.
