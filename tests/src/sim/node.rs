@@ -359,14 +359,18 @@ impl Running {
             }
             self.after_monitor(i, ctx);
         }
-        self.control_turn(now, ctx);
+        // The router's deadline is recomputed after everything that changes the router, so a
+        // wake for hellos alone has nothing for the control plane.
+        if now >= self.next_stats_at || now >= self.router_deadline {
+            self.control_turn(now, ctx);
+        }
     }
 
     /// When the node next has timer work (never before `now` + 1 µs).
     pub(crate) fn next_wake(&self, now: Instant) -> Instant {
         let mut at = self.next_stats_at;
-        // A router deadline in the past (a database waiting for a neighbour's advert past the
-        // settle time) would make the daemon spin; it polls again 1 ms later here.
+        // A router deadline not after `now` (not seen in the scenarios so far) is polled again
+        // 1 ms later rather than spun on.
         let router = if self.router_deadline <= now {
             now + Duration::from_millis(1)
         } else {
