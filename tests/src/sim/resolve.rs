@@ -6,9 +6,24 @@ use std::time::Duration;
 
 use weft_shared::config::Config;
 use weft_shared::ids::{LinkId, NodeId};
+use weft_shared::time::Instant;
 
 use crate::linkmodel::LinkParams;
-use crate::sim::scenario::{LinkRef, NodeRef, Scenario, ScenarioError};
+use crate::sim::node::Misbehaviour;
+use crate::sim::scenario::{Action, Behaviour, LinkRef, NodeRef, Scenario, ScenarioError};
+
+/// A timeline action with its names resolved: links and nodes by their position in the
+/// config's (sorted) lists.
+#[derive(Clone, Debug)]
+pub(crate) enum Resolved {
+    CutLink(usize),
+    RestoreLink(usize),
+    CutPath(usize, u8),
+    RestorePath(usize, u8),
+    FailNode(usize),
+    RestartNode(usize),
+    Misbehave(usize, Misbehaviour),
+}
 
 /// Resolves names for one scenario against one config.
 pub(crate) struct Resolver<'a> {
@@ -81,6 +96,78 @@ impl Resolver<'_> {
                     .ok_or_else(|| self.err(field, "link vanished".to_owned()))
             }
         }
+    }
+
+    /// The node `r` names, as its position in `config.nodes()`.
+    fn node_index(&self, field: &str, r: &NodeRef) -> Result<usize, ScenarioError> {
+        let id = self.node(field, r)?;
+        self.config
+            .nodes()
+            .iter()
+            .position(|n| n.id() == id)
+            .ok_or_else(|| self.err(field, "node vanished".to_owned()))
+    }
+
+    /// The timeline, resolved, in the scenario's (time) order, each with a description.
+    pub(crate) fn timeline(&self) -> Result<Vec<(Instant, Resolved, String)>, ScenarioError> {
+        let links = self.config.links();
+        let nodes = self.config.nodes();
+        let mut timeline = Vec::new();
+        for (i, e) in self.scenario.events.iter().enumerate() {
+            let field = format!("event[{i}]");
+            let node = |f: &str, n| self.node_index(&format!("{field}.{f}"), n);
+            let named = |x: usize| format!("node {} ({})", nodes[x].id(), nodes[x].name());
+            let (action, what) = match &e.action {
+                Action::CutLink(l) => {
+                    let x = self.link(&format!("{field}.cut_link"), l)?;
+                    (Resolved::CutLink(x), format!("cut link {}", links[x].id()))
+                }
+                Action::RestoreLink(l) => {
+                    let x = self.link(&format!("{field}.restore_link"), l)?;
+                    let what = format!("restore link {}", links[x].id());
+                    (Resolved::RestoreLink(x), what)
+                }
+                Action::CutPath(l, p) => {
+                    let x = self.link(&format!("{field}.cut_path.link"), l)?;
+                    let p = self.path(&format!("{field}.cut_path.path"), x, *p)?;
+                    let what = format!("cut link {} path {p}", links[x].id());
+                    (Resolved::CutPath(x, p), what)
+                }
+                Action::RestorePath(l, p) => {
+                    let x = self.link(&format!("{field}.restore_path.link"), l)?;
+                    let p = self.path(&format!("{field}.restore_path.path"), x, *p)?;
+                    let what = format!("restore link {} path {p}", links[x].id());
+                    (Resolved::RestorePath(x, p), what)
+                }
+                Action::FailNode(n) => {
+                    let x = node("fail_node", n)?;
+                    (Resolved::FailNode(x), format!("fail {}", named(x)))
+                }
+                Action::RestartNode(n) => {
+                    let x = node("restart_node", n)?;
+                    (Resolved::RestartNode(x), format!("restart {}", named(x)))
+                }
+                Action::Misbehave(n, b) => {
+                    let x = node("misbehave.node", n)?;
+                    let m = match b {
+                        Behaviour::Honest => Misbehaviour::Honest,
+                        Behaviour::DropAll => Misbehaviour::DropAll,
+                        Behaviour::DropFraction(f) => Misbehaviour::DropFraction(*f),
+                        Behaviour::Delay(d) => Misbehaviour::Delay(*d),
+                        Behaviour::Duplicate(c) => Misbehaviour::Duplicate(*c),
+                        Behaviour::Flood { to, rate_pps, size } => Misbehaviour::Flood {
+                            to: self.node(&format!("{field}.misbehave.to"), to)?,
+                            interval_ns: (1e9 / rate_pps).round().max(1.0) as u64,
+                            size: *size,
+                        },
+                    };
+                    let what = format!("{} misbehaves: {m:?}", named(x));
+                    (Resolved::Misbehave(x, m), what)
+                }
+            };
+            timeline.push((Instant::ZERO + e.at, action, what));
+        }
+        Ok(timeline)
     }
 
     /// Checks that link `index` has path `path`.

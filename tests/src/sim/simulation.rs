@@ -16,8 +16,8 @@ use crate::sim::node::{
 };
 use crate::sim::queue::EventQueue;
 use crate::sim::report::{Counters, LinkDirReport, NodeSummary, Report};
-use crate::sim::resolve::Resolver;
-use crate::sim::scenario::{Action, Behaviour, ReportSpec, Scenario, ScenarioError};
+use crate::sim::resolve::{Resolved, Resolver};
+use crate::sim::scenario::{ReportSpec, Scenario, ScenarioError};
 use crate::sim::trace::{Trace, TraceKind, TraceRecord, digest};
 
 /// IPv4 and UDP headers, added to every packet's length on an emulated link.
@@ -97,18 +97,6 @@ struct SimNode {
     /// Drop decisions of a misbehaving node.
     rng: Rng,
     scheduled_wake: Option<Instant>,
-}
-
-/// A timeline action with its names resolved.
-#[derive(Clone, Debug)]
-enum Resolved {
-    CutLink(usize),
-    RestoreLink(usize),
-    CutPath(usize, u8),
-    RestorePath(usize, u8),
-    FailNode(usize),
-    RestartNode(usize),
-    Misbehave(usize, Misbehaviour),
 }
 
 /// Why a simulation could not be built.
@@ -229,65 +217,7 @@ impl Simulation {
             });
         }
         // 3. The timeline.
-        let mut timeline = Vec::new();
-        for (i, e) in scenario.events.iter().enumerate() {
-            let field = format!("event[{i}]");
-            let node = |f: &str, n| r.node(&format!("{field}.{f}"), n).map(index_of);
-            let (action, what) = match &e.action {
-                Action::CutLink(l) => {
-                    let x = r.link(&format!("{field}.cut_link"), l)?;
-                    (Resolved::CutLink(x), format!("cut link {}", net[x].id))
-                }
-                Action::RestoreLink(l) => {
-                    let x = r.link(&format!("{field}.restore_link"), l)?;
-                    (
-                        Resolved::RestoreLink(x),
-                        format!("restore link {}", net[x].id),
-                    )
-                }
-                Action::CutPath(l, p) => {
-                    let x = r.link(&format!("{field}.cut_path.link"), l)?;
-                    let p = r.path(&format!("{field}.cut_path.path"), x, *p)?;
-                    let what = format!("cut link {} path {p}", net[x].id);
-                    (Resolved::CutPath(x, p), what)
-                }
-                Action::RestorePath(l, p) => {
-                    let x = r.link(&format!("{field}.restore_path.link"), l)?;
-                    let p = r.path(&format!("{field}.restore_path.path"), x, *p)?;
-                    let what = format!("restore link {} path {p}", net[x].id);
-                    (Resolved::RestorePath(x, p), what)
-                }
-                Action::FailNode(n) => {
-                    let x = node("fail_node", n)?;
-                    let what = format!("fail node {} ({})", nodes[x].id, nodes[x].name);
-                    (Resolved::FailNode(x), what)
-                }
-                Action::RestartNode(n) => {
-                    let x = node("restart_node", n)?;
-                    let what = format!("restart node {} ({})", nodes[x].id, nodes[x].name);
-                    (Resolved::RestartNode(x), what)
-                }
-                Action::Misbehave(n, b) => {
-                    let x = node("misbehave.node", n)?;
-                    let m = match b {
-                        Behaviour::Honest => Misbehaviour::Honest,
-                        Behaviour::DropAll => Misbehaviour::DropAll,
-                        Behaviour::DropFraction(f) => Misbehaviour::DropFraction(*f),
-                        Behaviour::Delay(d) => Misbehaviour::Delay(*d),
-                        Behaviour::Duplicate(c) => Misbehaviour::Duplicate(*c),
-                        Behaviour::Flood { to, rate_pps, size } => Misbehaviour::Flood {
-                            to: r.node(&format!("{field}.misbehave.to"), to)?,
-                            interval_ns: (1e9 / rate_pps).round().max(1.0) as u64,
-                            size: *size,
-                        },
-                    };
-                    let what =
-                        format!("node {} ({}) misbehaves: {m:?}", nodes[x].id, nodes[x].name);
-                    (Resolved::Misbehave(x, m), what)
-                }
-            };
-            timeline.push((Instant::ZERO + e.at, action, what));
-        }
+        let timeline = r.timeline()?;
         let window_starts = timeline.iter().map(|(at, _, _)| *at).collect();
         // 4. Flows.
         let end = Instant::ZERO + scenario.duration;
