@@ -6,9 +6,10 @@
 //!   processes (per-path latency, loss, rate, cuts; a control socket and timelines);
 //! - [`overlay`]: real overlays of `weft-dataplane` + `weft-controld` (or `weft node`)
 //!   processes on loopback, guarded, with `weftctl` access;
-//! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures.
-//!
-//! The deterministic simulator comes with the test-bench issue.
+//! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures;
+//! - [`sim`]: the deterministic, virtual-time simulator that runs N nodes of the real sans-IO
+//!   protocol code (link monitors, forwarder, link-state router) over emulated links, driven by
+//!   scenario files (`docs/simulator.md`, the `weft-sim` binary).
 
 #![allow(
     clippy::panic,
@@ -18,4 +19,5 @@
 pub mod linkem;
 pub mod linkmodel;
 pub mod overlay;
+pub mod sim;
 pub mod traffic;
