@@ -6,6 +6,8 @@
 //!   processes (per-path latency, loss, rate, cuts; a control socket and timelines);
 //! - [`overlay`]: real overlays of `weft-dataplane` + `weft-controld` (or `weft node`)
 //!   processes on loopback, guarded, with `weftctl` access;
+//! - [`scenario_real`]: a simulator scenario file played on real processes through
+//!   `weft-linkem` (topology, link model, flows, timeline);
 //! - [`traffic`]: a paced flow between two nodes' clients with loss, gap and latency figures;
 //! - [`sim`]: the deterministic, virtual-time simulator that runs N nodes of the real sans-IO
 //!   protocol code (link monitors, forwarder, link-state router) over emulated links, driven by
@@ -19,5 +21,6 @@
 pub mod linkem;
 pub mod linkmodel;
 pub mod overlay;
+pub mod scenario_real;
 pub mod sim;
 pub mod traffic;

@@ -3,20 +3,17 @@
 //! `tests/scenarios/three-hop-loss.toml`: a 4-node line (3 hops, 10 ms per link), 2 %
 //! Bernoulli loss on every path in both directions, one flow of 1,000 msgs/s from node 1 to
 //! node 4 for 9 s, the middle link cut 4 s after the flow starts and restored 2 s later. The
-//! simulator runs it in virtual time; the real run uses four `weft-dataplane` + `weft-controld`
-//! pairs with every path through `weft-linkem` set to the same latency and loss, and cuts both
-//! paths of the middle link at the same moment of the flow. The delivery ratios must agree
+//! simulator runs it in virtual time; `weft_tests::scenario_real` plays the same file on four
+//! `weft-dataplane` + `weft-controld` pairs with every path through `weft-linkem` set to the
+//! scenario's latency and loss, and cuts both paths of the middle link at the same moment. The delivery ratios must agree
 //! within 2 percentage points and the outages within 30 % (or 100 ms).
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
-use std::time::{Duration, Instant};
-
-use weft_tests::overlay::{EmulatedPath, LinkSpec, Overlay, workspace_root};
+use weft_tests::overlay::workspace_root;
+use weft_tests::scenario_real;
 use weft_tests::sim::run_file;
-use weft_tests::traffic::Traffic;
-
-const PORT: u16 = 4100;
+use weft_tests::sim::scenario::Scenario;
 
 #[test]
 fn simulator_and_real_processes_agree_on_loss_and_outage() {
@@ -33,41 +30,10 @@ fn simulator_and_real_processes_agree_on_loss_and_outage() {
         100.0 * sim_ratio
     );
 
-    // --- real processes through weft-linkem ---
-    let links: Vec<LinkSpec> = (0..3)
-        .map(|i| LinkSpec {
-            id: i,
-            a: i + 1,
-            b: i + 2,
-            cost_us: 10_000,
-        })
-        .collect();
-    let paths: Vec<EmulatedPath> = (0..3)
-        .flat_map(|l| (0..2).map(move |p| EmulatedPath::new(l, p, "latency_ms=10 loss=0.02")))
-        .collect();
-    let o = Overlay::start_emulated("fidelity", 4, &links, &paths);
-    o.wait_converged(Duration::from_secs(15));
-    let traffic = Traffic::start(
-        o.session_socket(1),
-        o.session_socket(4),
-        4,
-        PORT,
-        1_000,
-        200,
-        Duration::from_secs(9),
-    );
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(4));
-    o.cut_path(1, 0);
-    o.cut_path(1, 1);
-    eprintln!("cut at {:?}", start.elapsed());
-    std::thread::sleep(Duration::from_secs(2));
-    o.restore_path(1, 0);
-    o.restore_path(1, 1);
-    eprintln!("restored at {:?}", start.elapsed());
-    let left = Duration::from_secs(9).saturating_sub(start.elapsed());
-    std::thread::sleep(left);
-    let result = traffic.finish().unwrap();
+    // --- the same file on real processes through weft-linkem ---
+    let scenario = Scenario::load(&scenario).unwrap();
+    let run = scenario_real::run(&scenario, "fidelity").unwrap();
+    let result = &run.flows[0].1;
     let real_ratio = result.recv.received as f64 / result.sent as f64;
     let real_outage = result.recv.max_gap_ms;
     eprintln!(
