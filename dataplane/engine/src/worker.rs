@@ -163,7 +163,7 @@ pub struct ZeroSetup {
 }
 
 /// Runs a worker until `stop` is set. Start-up errors are sent on `ready` (and returned); `Ok`
-/// on `ready` means the sockets are bound and the loop is about to start.
+/// on `ready` means the io_uring driver is set up and the loop is about to start.
 pub fn run(setup: WorkerSetup, ready: mpsc::Sender<anyhow::Result<()>>) -> anyhow::Result<()> {
     let index = setup.index;
     let (mut worker, mut driver) = match Worker::new(setup) {
