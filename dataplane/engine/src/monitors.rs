@@ -123,7 +123,9 @@ impl Monitors {
         };
         match sender.write_hello(slot.buf(), link.id, path, hello) {
             Ok(n) => {
-                if slot.queue(p.interface, p.remote, n).is_ok() {
+                // Alone: a hello coalesced behind data into one GSO send would be steered with
+                // the data at the receiver (its reuseport program sees the first packet only).
+                if slot.queue_alone(p.interface, p.remote, n).is_ok() {
                     counters.add(Counter::Sent, 1);
                     if let Some(t) = self.links.traffic(0, link.id) {
                         LinkTraffic::bump(&t.packets_out, &t.bytes_out, n);

@@ -29,6 +29,7 @@ use weft_shared::wire::{DATA_OVERHEAD, TAG_LEN};
 use crate::handoff::Handoff;
 use crate::links::{Links, RemoteOverride};
 use crate::session_glue::SessionGlue;
+use crate::sockets::NodeSockets;
 use crate::worker::{self, RoleSetup, WorkerSetup, ZeroSetup};
 use crate::{clock, uring};
 
@@ -138,6 +139,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let handoff = Handoff::new(workers, doorbells[0].clone()).context("handoff rings")?;
     let links = Arc::new(Links::new(&config, me, &opts.remotes, workers));
     let interfaces: Vec<SocketAddr> = node.interfaces().iter().map(|i| i.addr()).collect();
+    // Every socket, in the order the steering program relies on, before any worker runs.
+    let NodeSockets { data, control } = NodeSockets::bind(&interfaces, workers, gro)?;
+    let mut control = Some(control);
     let stop = Arc::new(AtomicBool::new(false));
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
 
@@ -151,7 +155,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .saturating_sub(DATA_OVERHEAD - TAG_LEN) as u32;
     let mut handles: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
     let (ready_tx, ready_rx) = mpsc::channel();
-    for (index, doorbell) in doorbells.iter().enumerate() {
+    for ((index, doorbell), sockets) in doorbells.iter().enumerate().zip(data) {
         let core = node.cores().get(index).and_then(|c| {
             let found = core_ids.iter().find(|id| id.id == usize::from(*c)).copied();
             if found.is_none() {
@@ -164,6 +168,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let role = if index == 0 {
             let session_path = session_path.clone();
             RoleSetup::Zero(Box::new(ZeroSetup {
+                control: control.take().unwrap_or_default(),
                 handoff: handoff.consumers().context("handoff consumers")?,
                 punt: RingProducer::attach(region.clone(), RingId::Punt(0)).context("punt ring")?,
                 punt_wake: punt_wake.clone(),
@@ -183,7 +188,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             core,
             node: me,
             incarnation,
-            interfaces: interfaces.clone(),
+            sockets,
             links: links.clone(),
             region: region.clone(),
             features,

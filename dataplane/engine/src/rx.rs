@@ -13,13 +13,13 @@
 //! - [`RxBatch::release_done`] gives a buffer back to the ring once all its segments have been
 //!   handled: at the end of the turn, all of them.
 //!
-//! Every buffer goes back each turn on purpose. The ring is shared by all of a worker's sockets:
-//! a worker that kept buffers of a flooded socket across turns (to bound its work per turn)
-//! would leave too few for its other sockets, whose hellos then wait in the kernel until their
-//! paths are declared dead (seen in `real_dataplane_overload`'s sustained flood). The worker
-//! sizes its tx pool for a whole turn instead.
+//! Every buffer goes back each turn on purpose. The data ring is shared by all of a worker's data
+//! sockets: a worker that kept buffers of a flooded socket across turns (to bound its work per
+//! turn) would leave too few for its other sockets, whose datagrams then wait in the kernel (when
+//! hellos shared those sockets, until their paths were declared dead). The worker sizes its tx
+//! pool for a whole turn instead. Worker 0's control sockets have a ring of their own.
 //!
-//! Nothing allocates: the list of held buffers has room for every buffer of the ring, which is
+//! Nothing allocates: the list of held buffers has room for every buffer of the rings, which is
 //! the most that can be held at once. The class byte is peeked twice per segment (once to sort,
 //! once to pick), which costs two loads and saves a per-segment list.
 
@@ -68,7 +68,8 @@ pub(crate) struct RxBatch {
 }
 
 impl RxBatch {
-    /// A batch with room for `buffers` held buffers: the driver's `buf_entries`.
+    /// A batch with room for `buffers` held buffers: those of all the driver's rings
+    /// ([`UdpDriver::buffers`]).
     pub(crate) fn new(buffers: u32) -> Self {
         Self {
             held: Vec::with_capacity(buffers as usize),
@@ -114,7 +115,7 @@ impl RxBatch {
             return;
         }
         if self.held.len() == self.held.capacity() {
-            // Cannot happen: the driver lends at most `buf_entries` buffers, the capacity. Drop
+            // Cannot happen: the driver lends at most `buffers()` buffers, the capacity. Drop
             // rather than grow, so the hot path never allocates.
             counters.add_drop(DropReason::QueueFull, segments);
             return;

@@ -19,12 +19,13 @@ use weft_shared::time::Instant;
 use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, Route, Strikes};
 
 use crate::links::Links;
+use crate::output::send_on_link;
 use crate::session::{
     ClientId, ClientStatus, DeliverError, DeliverInfo, FlowService, OutboundMessage, SessionConfig,
     SessionServer, SessionSink,
 };
 use crate::uring::{DriverError, TxQueue, UdpDriver, WatchId};
-use crate::worker::{TOKEN_SESSION_BASE, send_on_link};
+use crate::worker::TOKEN_SESSION_BASE;
 
 /// Bytes of payload the same-node queue holds per batch.
 const LOCAL_BYTES: usize = 256 * 1024;

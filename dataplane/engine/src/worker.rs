@@ -4,13 +4,18 @@
 //! # One turn of the loop
 //!
 //! 1. `quiesce()` the FIB reader, announce sleep on the rings it consumes, and block in
-//!    [`UdpDriver::run_once`] until a datagram, a watched fd or the next timer.
+//!    [`UdpDriver::run_once`] until a datagram, a watched fd or the next timer. Worker 0 receives
+//!    on its data sockets and on the interfaces' control sockets, where the steering program
+//!    ([`crate::steer`]) puts every hello, feedback and control packet; the control sockets have
+//!    a buffer ring of their own ([`CONTROL_RX_BUFFERS`]), so a data flood, which can take every
+//!    buffer of the data ring, never leaves them without.
 //! 2. The callback only sorts (`RxBatch::sort` in `rx.rs`): with `UDP_GRO` a receive buffer can
 //!    hold several Weft packets (the segments of a super-packet); each one is counted as received
 //!    and its class peeked with `peek_class`, and the buffer is kept for the turn.
 //! 3. Hello and control packets (class 0 and 1) of the new buffers are handled first, so a flood
 //!    of data never delays them once they are read. Worker 0 runs the pipeline on them; the other
-//!    workers hand them to worker 0 through their [handoff](crate::handoff) ring.
+//!    workers hand those they get (a hello that arrived behind data in a GRO super-packet, for
+//!    one) to worker 0 through their [handoff](crate::handoff) ring.
 //! 4. `enter()` the FIB once, then run the pipeline on every data packet: forwards are written
 //!    into tx buffers at once (sent by the next `run_once`), local deliveries go to the session
 //!    server (worker 0) or to worker 0's handoff ring (other workers). Then every buffer goes
@@ -20,7 +25,8 @@
 //!
 //! Nothing here allocates per packet, takes a lock or makes a syscall per packet: buffers are
 //! sized at start-up, counters are single-writer atomics in shared memory. Every 100 ms each
-//! worker reads its sockets' kernel drop counters (one `getsockopt` per socket).
+//! worker reads its sockets' kernel drop counters (one `getsockopt` per socket; data and control
+//! sockets are summed apart for the exit report).
 //!
 //! # Receive buffers
 //!
@@ -30,9 +36,10 @@
 //! most that many datagrams (more stay queued in the socket). Its tx pool ([`TX_SLOTS_GRO`])
 //! has room to forward every segment a turn can bring. Without GRO (`--no-gro`, or a kernel that
 //! refuses `UDP_GRO`) it has [`RX_BUFFERS`] buffers of [`RX_PAYLOAD`] bytes and [`TX_SLOTS`]
-//! tx buffers.
+//! tx buffers. Worker 0's control sockets share a ring of [`CONTROL_RX_BUFFERS`] more buffers of
+//! the same size (1 MiB with GRO).
 
-use std::net::SocketAddr;
+use std::net::UdpSocket;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,27 +47,25 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
-use weft_proto::forward::{Forwarder, LinkSender, LocalDelivery, PipelineOutput};
-use weft_shared::DropReason;
+use weft_proto::forward::{Forwarder, LinkSender, LocalDelivery};
 use weft_shared::config::Timers;
-use weft_shared::ids::{Incarnation, LinkId, NodeId, PathId};
+use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::shm::fib::FibTable;
 use weft_shared::shm::{
-    Counter, EventFd, FibReader, Notify, PacketMeta, PushError, RingConsumer, RingProducer,
-    ShmRegion, StatsWriter, WorkerCounters,
+    Counter, EventFd, FibReader, Notify, RingConsumer, RingProducer, ShmRegion, StatsWriter,
+    WorkerCounters,
 };
 use weft_shared::time::Instant;
-use weft_shared::wire::{HelloRepr, LinkRepr};
 
 use crate::clock;
 use crate::handoff::{HANDOFF_DATAGRAM, HANDOFF_DELIVER, HandoffProducer};
-use crate::links::{LinkTraffic, Links};
+use crate::links::Links;
 use crate::monitors::Monitors;
+use crate::output::{Out, RoleOut, count_in, send_on_link};
 use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
-    DriverConfig, Event, Features, MAX_UDP_PAYLOAD, SocketOptions, TxQueue, UdpDriver, bind_udp,
-    socket_drops,
+    DriverConfig, Event, Features, MAX_UDP_PAYLOAD, SeparateRing, UdpDriver, socket_drops,
 };
 
 /// Watch token of a worker's doorbell eventfd.
@@ -85,6 +90,10 @@ pub const TX_SLOTS: u32 = 1024;
 /// to 64 segments (the kernel's GRO limit and the driver's GSO limit), plus the same room for
 /// hellos and client sends. 10 MiB per worker.
 pub const TX_SLOTS_GRO: u32 = RX_GRO_BUFFERS * 64 + TX_SLOTS;
+/// Worker 0: receive buffers of the control sockets' own ring (each as large as a data buffer),
+/// so also the most control datagrams one turn reads; more wait in the control sockets. Hellos
+/// arrive at about 100 a second per path, so a turn rarely finds more than a few.
+pub const CONTROL_RX_BUFFERS: u32 = 16;
 /// Most ring items handled per ring per turn.
 const RING_BURST: usize = 256;
 /// Link statistics are written at least this often.
@@ -102,8 +111,9 @@ pub struct WorkerSetup {
     pub node: NodeId,
     /// The data plane's incarnation.
     pub incarnation: Incarnation,
-    /// The node's interface addresses; the worker binds one `SO_REUSEPORT` socket to each.
-    pub interfaces: Vec<SocketAddr>,
+    /// The worker's data socket for each interface, in config order, bound by the main thread
+    /// ([`crate::sockets`]).
+    pub sockets: Vec<UdpSocket>,
     /// The node's links.
     pub links: Arc<Links>,
     /// The node's shared-memory region.
@@ -130,6 +140,8 @@ pub enum RoleSetup {
 
 /// Worker 0's extra inputs.
 pub struct ZeroSetup {
+    /// The control socket of each interface, in config order ([`crate::sockets`]).
+    pub control: Vec<UdpSocket>,
     /// Consumer ends of the other workers' handoff rings.
     pub handoff: Vec<RingConsumer>,
     /// Producer end of the punt ring.
@@ -151,7 +163,7 @@ pub struct ZeroSetup {
 }
 
 /// Runs a worker until `stop` is set. Start-up errors are sent on `ready` (and returned); `Ok`
-/// on `ready` means the sockets are bound and the loop is about to start.
+/// on `ready` means the io_uring driver is set up and the loop is about to start.
 pub fn run(setup: WorkerSetup, ready: mpsc::Sender<anyhow::Result<()>>) -> anyhow::Result<()> {
     let index = setup.index;
     let (mut worker, mut driver) = match Worker::new(setup) {
@@ -198,8 +210,12 @@ struct Worker {
     kernel_drops_seen: u64,
     /// Each socket's kernel drop counter as last read (it wraps at 2^32).
     socket_drops_seen: Box<[u32]>,
-    /// The sum of the socket drops added to `KernelDrops`, for the exit report.
-    socket_drops_total: u64,
+    /// The driver's first sockets are data sockets; the rest (worker 0) are control sockets.
+    data_sockets: usize,
+    /// The data sockets' drops added to `KernelDrops`, for the exit report.
+    data_drops_total: u64,
+    /// The same for the control sockets (0 unless hellos and control alone overflow them).
+    control_drops_total: u64,
     /// When the socket drop counters are read next.
     socket_drops_due: Instant,
 }
@@ -239,28 +255,26 @@ impl Worker {
             .context("registering the FIB reader")?;
         let counters = WorkerCounters::new(setup.region.clone(), setup.index)
             .context("opening the worker counters")?;
-        let options = SocketOptions {
-            gro: setup.gro,
-            ..SocketOptions::default()
-        };
-        let sockets = setup
-            .interfaces
-            .iter()
-            .map(|a| {
-                bind_udp(*a, &options).with_context(|| {
-                    if setup.gro {
-                        format!("binding {a} with UDP_GRO (--no-gro receives without it)")
-                    } else {
-                        format!("binding {a}")
-                    }
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut sockets = setup.sockets;
+        let data_sockets = sockets.len();
         let (buf_entries, buf_payload) = if setup.gro {
             (RX_GRO_BUFFERS, MAX_UDP_PAYLOAD as u32)
         } else {
             (RX_BUFFERS, RX_PAYLOAD)
         };
+        let mut role = setup.role;
+        let mut separate_ring = None;
+        if let RoleSetup::Zero(z) = &mut role {
+            if !z.control.is_empty() {
+                separate_ring = Some(SeparateRing {
+                    first_socket: data_sockets,
+                    buf_entries: CONTROL_RX_BUFFERS,
+                    buf_payload,
+                });
+                sockets.append(&mut z.control);
+            }
+        }
+        let all_sockets = sockets.len();
         let config = DriverConfig {
             buf_entries,
             buf_payload,
@@ -268,6 +282,7 @@ impl Worker {
             tx_slots: if setup.gro { TX_SLOTS_GRO } else { TX_SLOTS },
             tx_buf_size: 2048,
             max_watches: 1024,
+            separate_ring,
             ..DriverConfig::default()
         };
         let mut driver =
@@ -276,7 +291,7 @@ impl Worker {
             .watch(setup.doorbell.as_fd(), TOKEN_DOORBELL)
             .context("watching the doorbell")?;
         let now = clock::now();
-        let role = match setup.role {
+        let role = match role {
             RoleSetup::Other(p) => Role::Other(p),
             RoleSetup::Zero(z) => {
                 let z = *z;
@@ -322,14 +337,16 @@ impl Worker {
             fib,
             empty_fib: FibTable::new_boxed(),
             scratch: vec![0u8; buf_payload as usize].into_boxed_slice(),
-            rx: RxBatch::new(buf_entries),
+            rx: RxBatch::new(driver.buffers()),
             gro: setup.gro,
             stop: setup.stop,
             doorbell: setup.doorbell,
             role,
             kernel_drops_seen: 0,
-            socket_drops_seen: vec![0; setup.interfaces.len()].into_boxed_slice(),
-            socket_drops_total: 0,
+            socket_drops_seen: vec![0; all_sockets].into_boxed_slice(),
+            data_sockets,
+            data_drops_total: 0,
+            control_drops_total: 0,
             socket_drops_due: now,
         };
         Ok((worker, driver))
@@ -392,17 +409,22 @@ impl Worker {
     /// Adds what the kernel dropped at the sockets (receive buffer full) since the last reading
     /// to `KernelDrops`. A socket whose counter cannot be read is skipped.
     fn read_socket_drops(&mut self, driver: &UdpDriver) {
-        for (sock, seen) in driver
+        for (i, (sock, seen)) in driver
             .sockets()
             .iter()
             .zip(self.socket_drops_seen.iter_mut())
+            .enumerate()
         {
             if let Ok(total) = socket_drops(sock) {
                 let new = u64::from(total.wrapping_sub(*seen));
                 *seen = total;
                 if new > 0 {
                     self.counters.add(Counter::KernelDrops, new);
-                    self.socket_drops_total += new;
+                    if i < self.data_sockets {
+                        self.data_drops_total += new;
+                    } else {
+                        self.control_drops_total += new;
+                    }
                 }
             }
         }
@@ -417,14 +439,19 @@ impl Worker {
             super_packets,
         } = self.rx.totals();
         let rx = driver.stats().rx;
+        let control = if self.socket_drops_seen.len() > self.data_sockets {
+            format!(", control sockets {}", self.control_drops_total)
+        } else {
+            String::new()
+        };
         eprintln!(
             "weft-dataplane: worker {} stopped: UDP_GRO {}; received {packets} Weft packets in \
              {} datagrams, {coalesced} of them in {super_packets} GRO super-packets; kernel \
-             drops: {} socket buffer full, {} too long; {} ENOBUFS re-arms",
+             drops: socket buffer full: data sockets {}{control}; {} too long; {} ENOBUFS re-arms",
             self.index,
             if self.gro { "on" } else { "off" },
             rx.datagrams,
-            self.socket_drops_total,
+            self.data_drops_total,
             rx.truncated,
             rx.enobufs,
         );
@@ -643,140 +670,5 @@ impl Worker {
         if z.punt.publish() == Notify::NeedsWakeup {
             let _ = z.punt_wake.notify();
         }
-    }
-}
-
-/// Counts a received datagram on its link once its header checked out.
-fn count_in(links: &Links, worker: usize, rx: Option<&LinkRepr>, bytes: usize) {
-    if let Some(t) = rx.and_then(|rx| links.traffic(worker, rx.link)) {
-        LinkTraffic::bump(&t.packets_in, &t.bytes_in, bytes);
-    }
-}
-
-/// Writes one packet for `meta.link` (on `meta.path`, or the link's active path) into a tx
-/// buffer with `write` and queues it on the path's socket.
-pub(crate) fn send_on_link(
-    tx: &mut TxQueue,
-    sender: &mut LinkSender,
-    links: &Links,
-    worker: usize,
-    counters: &WorkerCounters,
-    meta: PacketMeta,
-    write: impl FnOnce(&mut LinkSender, &mut [u8], LinkId, PathId, usize) -> Result<usize, DropReason>,
-) -> Result<(), DropReason> {
-    let link_id = meta.link.ok_or(DropReason::UnknownLink(u16::MAX))?;
-    let link = links
-        .get(link_id)
-        .ok_or(DropReason::UnknownLink(link_id.get()))?;
-    // A link without an up path has no route through it.
-    let path = match meta.path {
-        Some(p) => link
-            .paths
-            .get(usize::from(p.get()))
-            .ok_or(DropReason::BadField {
-                field: "inject.path",
-                value: p.get().into(),
-            })?,
-        None => link.active_path().ok_or(DropReason::NoRoute)?,
-    };
-    let mut slot = tx.slot().map_err(|_| DropReason::QueueFull)?;
-    let n = write(sender, slot.buf(), link_id, path.id, link.max_datagram)?;
-    slot.queue(path.interface, path.remote, n)
-        .map_err(|_| DropReason::QueueFull)?;
-    counters.add(Counter::Sent, 1);
-    if let Some(t) = links.traffic(worker, link_id) {
-        LinkTraffic::bump(&t.packets_out, &t.bytes_out, n);
-    }
-    Ok(())
-}
-
-/// The pipeline's output on a worker.
-struct Out<'a> {
-    now: Instant,
-    worker: usize,
-    incarnation: Incarnation,
-    tx: &'a mut TxQueue,
-    sender: &'a mut LinkSender,
-    links: &'a Links,
-    counters: &'a WorkerCounters,
-    role: RoleOut<'a>,
-}
-
-enum RoleOut<'a> {
-    Zero {
-        monitors: &'a mut Monitors,
-        punt: &'a mut RingProducer,
-        session: &'a mut SessionGlue,
-    },
-    Other {
-        handoff: &'a mut HandoffProducer,
-    },
-}
-
-impl PipelineOutput for Out<'_> {
-    fn hello(&mut self, rx: &LinkRepr, hello: &HelloRepr) {
-        // Other workers hand hello datagrams over before the pipeline sees them.
-        if let RoleOut::Zero { monitors, .. } = &mut self.role {
-            monitors.handle_hello(self.now, rx, hello, self.incarnation);
-        }
-    }
-
-    fn control(&mut self, rx: &LinkRepr, envelope: &[u8]) {
-        if let RoleOut::Zero { punt, .. } = &mut self.role {
-            let meta = PacketMeta {
-                link: Some(rx.link),
-                path: Some(rx.path),
-                flags: 0,
-            };
-            match punt.stage(meta, envelope) {
-                Ok(()) => {}
-                Err(PushError::Full) => self.counters.add_drop(DropReason::QueueFull, 1),
-                Err(PushError::Oversized { len, .. }) => self.counters.add_drop(
-                    DropReason::BadLength {
-                        field: "punt.len",
-                        value: len,
-                    },
-                    1,
-                ),
-            }
-        }
-    }
-
-    fn deliver(&mut self, _rx: &LinkRepr, delivery: &LocalDelivery<'_>, record_body: &[u8]) {
-        let result = match &mut self.role {
-            RoleOut::Zero { session, .. } => session.deliver(delivery).map(|()| {
-                self.counters.add(Counter::Delivered, 1);
-            }),
-            // Worker 0 counts the delivery when it hands it to the client.
-            RoleOut::Other { handoff } => handoff.stage(HANDOFF_DELIVER, record_body),
-        };
-        if let Err(reason) = result {
-            self.counters.add_drop(reason, 1);
-        }
-    }
-
-    fn forward(&mut self, link: LinkId, record_body: &[u8]) {
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
-        let result = send_on_link(
-            self.tx,
-            self.sender,
-            self.links,
-            self.worker,
-            self.counters,
-            meta,
-            |s, buf, link, path, max| s.write_data_record(buf, link, path, record_body, max),
-        );
-        match result {
-            Ok(()) => self.counters.add(Counter::Forwarded, 1),
-            Err(reason) => self.counters.add_drop(reason, 1),
-        }
-    }
-
-    fn drop_record(&mut self, reason: DropReason) {
-        self.counters.add_drop(reason, 1);
     }
 }

@@ -1,6 +1,7 @@
 //! Receive-side robustness: a tiny buffer ring runs dry while the caller holds buffers, the
 //! multishot receive ends with ENOBUFS, and once buffers come back it is re-armed and every
-//! datagram the kernel did not drop arrives, in order.
+//! datagram the kernel did not drop arrives, in order. A socket with a separate ring keeps
+//! receiving while a flooded socket has taken every buffer of the main ring.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,8 +14,10 @@ mod uring_common;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use uring_common::{driver, payload, peer, run_until, seq_of, udp_drops};
-use weft_dataplane::uring::{BufId, DriverConfig, Event, SocketOptions};
+use uring_common::{driver, features, payload, peer, run_until, seq_of, udp_drops};
+use weft_dataplane::uring::{
+    BufId, DriverConfig, Event, SeparateRing, SocketOptions, TxQueue, UdpDriver, bind_udp,
+};
 
 const BURST: u32 = 1000;
 
@@ -147,4 +150,71 @@ fn held_buffer_stays_out_until_released() {
     assert_eq!(d.held_payload(&id), Some(&b"keep me"[..]));
     assert!(d.release(id));
     assert_eq!((d.buffers_in_kernel(), d.buffers_held()), (entries, 0));
+}
+
+/// Floods socket 0 and holds every buffer it receives (a caller that has not released them
+/// yet), then sends three datagrams to socket 1. Returns what socket 1 got within 300 ms.
+fn starve(separate: bool) -> Vec<u32> {
+    let opts = SocketOptions::default();
+    let socks: Vec<_> = (0..2)
+        .map(|_| bind_udp("127.0.0.1:0".parse().unwrap(), &opts).unwrap())
+        .collect();
+    let addrs: Vec<_> = socks.iter().map(|s| s.local_addr().unwrap()).collect();
+    let config = DriverConfig {
+        buf_entries: 8,
+        separate_ring: separate.then_some(SeparateRing {
+            first_socket: 1,
+            buf_entries: 4,
+            buf_payload: 2048,
+        }),
+        ..DriverConfig::default()
+    };
+    let mut d = UdpDriver::new(&features(), &config, socks).unwrap();
+    assert_eq!(d.buffers(), if separate { 12 } else { 8 });
+    let sender = peer();
+    for seq in 0..100 {
+        sender.send_to(&payload(seq, 64), addrs[0]).unwrap();
+    }
+    let held = RefCell::new(Vec::<BufId>::new());
+    let on_1 = RefCell::new(Vec::new());
+    let mut on_event = |_: &mut TxQueue, ev: Event<'_>| {
+        if let Event::Datagram(dg) = ev {
+            if dg.socket() == 1 {
+                on_1.borrow_mut().push(seq_of(dg.payload()));
+            } else {
+                held.borrow_mut().push(dg.hold());
+            }
+        }
+    };
+    run_until(
+        &mut d,
+        Duration::from_secs(5),
+        "the flood to take the main ring",
+        &mut on_event,
+        |_| held.borrow().len() == 8,
+    );
+    for seq in 1000..1003 {
+        sender.send_to(&payload(seq, 64), addrs[1]).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < deadline && on_1.borrow().len() < 3 {
+        d.run_once(Some(Duration::from_millis(10)), &mut on_event)
+            .unwrap();
+    }
+    assert_eq!(
+        held.borrow().len(),
+        8,
+        "the flooded socket got no more buffers"
+    );
+    for id in held.take() {
+        assert!(d.release(id));
+    }
+    on_1.into_inner()
+}
+
+#[test]
+fn a_socket_with_its_own_ring_receives_while_a_flood_holds_the_main_ring() {
+    assert_eq!(starve(true), [1000, 1001, 1002]);
+    // The control experiment: sharing the ring, socket 1 waits for buffers.
+    assert_eq!(starve(false), Vec::<u32>::new());
 }

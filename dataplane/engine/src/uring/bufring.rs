@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use super::mem::Region;
 
-/// The buffer group id of the driver's single buffer ring.
+/// The buffer group id of the driver's main buffer ring (and the probe's); a separate ring
+/// (`DriverConfig::separate_ring`) is group `BGID + 1`.
 pub(crate) const BGID: u16 = 0;
 
 /// The largest ring the kernel accepts.

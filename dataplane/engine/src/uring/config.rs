@@ -35,6 +35,25 @@ pub struct DriverConfig {
     pub max_gso_segments: u16,
     /// Most fds watched at once with [`super::UdpDriver::watch`].
     pub max_watches: u32,
+    /// A second receive-buffer ring for the last sockets; `None`: all share one ring of
+    /// `buf_entries` buffers.
+    pub separate_ring: Option<SeparateRing>,
+}
+
+/// A second provided-buffer ring for the sockets from [`SeparateRing::first_socket`] on. Sockets
+/// that share a ring compete for its buffers: a flood on one can leave none for the others until
+/// the caller gives buffers back, and their datagrams wait in the kernel (or are dropped when its
+/// queue is full). A socket with a ring of its own always finds buffers once the caller has given
+/// its previous ones back. The `gro` switch holds for both rings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeparateRing {
+    /// Index (in the order given to [`super::UdpDriver::new`]) of the first socket that receives
+    /// into this ring; it and every later socket do. At least 1 and below the socket count.
+    pub first_socket: usize,
+    /// Receive buffers in the ring: a power of two, at most 32,768.
+    pub buf_entries: u32,
+    /// Payload bytes each of its buffers holds (see [`DriverConfig::buf_payload`]).
+    pub buf_payload: u32,
 }
 
 impl Default for DriverConfig {
@@ -50,6 +69,7 @@ impl Default for DriverConfig {
             gso: true,
             max_gso_segments: MAX_GSO_SEGMENTS,
             max_watches: 16,
+            separate_ring: None,
         }
     }
 }
@@ -70,17 +90,21 @@ impl DriverConfig {
         RECVMSG_OUT_LEN as u32 + NAME_LEN + if self.gro { GRO_CONTROL_LEN } else { 0 }
     }
 
-    pub(super) fn validate(&self, sockets: usize) -> Result<u32, DriverError> {
+    /// Checks the sizes and returns the stride (bytes per receive buffer) of the main ring and
+    /// of the separate ring, if any.
+    pub(super) fn validate(&self, sockets: usize) -> Result<(u32, Option<u32>), DriverError> {
         let bad = |what| Err(DriverError::Config(what));
         if sockets == 0 || sockets > usize::from(u16::MAX) {
             return bad("between 1 and 65535 sockets are needed");
         }
-        if !self.buf_entries.is_power_of_two() || self.buf_entries > MAX_ENTRIES {
-            return bad("buf_entries must be a power of two of at most 32768");
-        }
-        if self.buf_payload == 0 || self.buf_payload as usize > MAX_UDP_PAYLOAD {
-            return bad("buf_payload must be between 1 and 65507");
-        }
+        let stride = self.ring_stride(self.buf_entries, self.buf_payload)?;
+        let separate = match &self.separate_ring {
+            None => None,
+            Some(r) if r.first_socket == 0 || r.first_socket >= sockets => {
+                return bad("separate_ring.first_socket must be at least 1 and below the sockets");
+            }
+            Some(r) => Some(self.ring_stride(r.buf_entries, r.buf_payload)?),
+        };
         if self.tx_slots == 0 || self.tx_slots >= u32::MAX / 2 {
             return bad("tx_slots must be at least 1");
         }
@@ -93,9 +117,23 @@ impl DriverConfig {
         if self.max_watches > GENERATION_MASK {
             return bad("max_watches is too large");
         }
+        Ok((stride, separate))
+    }
+
+    /// Checks one ring's sizes and returns its stride.
+    fn ring_stride(&self, entries: u32, payload: u32) -> Result<u32, DriverError> {
+        if !entries.is_power_of_two() || entries > MAX_ENTRIES {
+            return Err(DriverError::Config(
+                "buf_entries must be a power of two of at most 32768",
+            ));
+        }
+        if payload == 0 || payload as usize > MAX_UDP_PAYLOAD {
+            return Err(DriverError::Config(
+                "buf_payload must be between 1 and 65507",
+            ));
+        }
         // Buffers start on 64-byte boundaries so each datagram starts on its own cache line.
-        let stride = (self.rx_header_len() + self.buf_payload).next_multiple_of(64);
-        Ok(stride)
+        Ok((self.rx_header_len() + payload).next_multiple_of(64))
     }
 }
 
@@ -175,7 +213,26 @@ mod tests {
     #[test]
     fn config_validation() {
         let c = DriverConfig::default();
-        assert_eq!(c.validate(1).unwrap() % 64, 0);
+        assert_eq!(c.validate(1).unwrap().0 % 64, 0);
+        assert_eq!(c.validate(1).unwrap().1, None);
+        let split = |first_socket, buf_entries| DriverConfig {
+            separate_ring: Some(SeparateRing {
+                first_socket,
+                buf_entries,
+                buf_payload: 2048,
+            }),
+            ..c.clone()
+        };
+        assert!(split(1, 16).validate(2).unwrap().1.is_some());
+        assert!(
+            split(0, 16).validate(2).is_err(),
+            "no socket in the main ring"
+        );
+        assert!(
+            split(2, 16).validate(2).is_err(),
+            "no socket in the separate ring"
+        );
+        assert!(split(1, 12).validate(2).is_err(), "not a power of two");
         assert!(c.validate(0).is_err());
         assert!(
             DriverConfig {
@@ -204,6 +261,6 @@ mod tests {
         let g = DriverConfig::with_gro();
         // recvmsg_out (16) + name (32) + GRO cmsg (24) + a whole 65,507-byte super-packet.
         assert_eq!(g.rx_header_len(), 72);
-        assert!(g.validate(1).unwrap() >= 72 + 65_507);
+        assert!(g.validate(1).unwrap().0 >= 72 + 65_507);
     }
 }

@@ -1,5 +1,6 @@
-//! The per-worker UDP driver: one io_uring, a set of UDP sockets, a provided-buffer ring, a tx
-//! pool, and fds watched for readability.
+//! The per-worker UDP driver: one io_uring, a set of UDP sockets, a provided-buffer ring (or two:
+//! `DriverConfig::separate_ring` gives the last sockets their own), a tx pool, and fds watched for
+//! readability.
 //!
 //! Run loop contract: the worker thread that creates a [`UdpDriver`] calls
 //! [`UdpDriver::run_once`] in a loop. Each call pushes the SQEs that are due (receive re-arms,
@@ -76,10 +77,13 @@ pub struct UdpDriver {
     // Field order is drop order: the ring goes first, so the kernel is done with the memory
     // below before it is unmapped.
     ring: IoUring,
-    bufs: BufRing,
+    /// The buffer rings; ring `g` is buffer group `BGID + g`.
+    bufs: Box<[BufRing]>,
     tx: TxQueue,
     recv_msgs: Box<[libc::msghdr]>,
     arms: Box<[Arm]>,
+    /// The buffer ring of each socket.
+    sock_ring: Box<[u16]>,
     sockets: Box<[UdpSocket]>,
     watches: Box<[Watch]>,
     control_len: usize,
@@ -95,10 +99,15 @@ impl UdpDriver {
         config: &DriverConfig,
         sockets: Vec<UdpSocket>,
     ) -> Result<Self, DriverError> {
-        let stride = config.validate(sockets.len())?;
+        let (stride, separate_stride) = config.validate(sockets.len())?;
         let control_len = if config.gro { GRO_CONTROL_LEN } else { 0 };
         // Memory first, ring last: on an error below, locals drop in reverse order, ring first.
-        let bufs = BufRing::new(config.buf_entries, stride).map_err(DriverError::Memory)?;
+        let mut bufs = vec![BufRing::new(config.buf_entries, stride).map_err(DriverError::Memory)?];
+        let mut sock_ring = vec![0u16; sockets.len()];
+        if let (Some(r), Some(stride)) = (&config.separate_ring, separate_stride) {
+            bufs.push(BufRing::new(r.buf_entries, stride).map_err(DriverError::Memory)?);
+            sock_ring[r.first_socket..].fill(1);
+        }
         let tx = TxQueue::new(
             config.tx_slots,
             config.tx_buf_size as usize,
@@ -120,13 +129,15 @@ impl UdpDriver {
         ring.submitter()
             .register_files(&fds)
             .map_err(DriverError::RegisterFiles)?;
-        // SAFETY: the ring memory is a live, page-aligned mapping of `entries` descriptors owned
-        // by `bufs`, which the driver keeps until `Drop` has unregistered it.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(bufs.ring_addr(), bufs.entries(), BGID, 0)
+        for (g, b) in (BGID..).zip(&bufs) {
+            // SAFETY: the ring memory is a live, page-aligned mapping of `entries` descriptors
+            // owned by `bufs`, which the driver keeps until `Drop` has unregistered it.
+            unsafe {
+                ring.submitter()
+                    .register_buf_ring_with_flags(b.ring_addr(), b.entries(), g, 0)
+            }
+            .map_err(DriverError::RegisterBufRing)?;
         }
-        .map_err(DriverError::RegisterBufRing)?;
         let watch = Watch {
             state: WatchState::Free,
             fd: -1,
@@ -135,9 +146,10 @@ impl UdpDriver {
         };
         Ok(Self {
             ring,
-            bufs,
+            bufs: bufs.into_boxed_slice(),
             tx,
             arms: vec![Arm::Idle; sockets.len()].into_boxed_slice(),
+            sock_ring: sock_ring.into_boxed_slice(),
             recv_msgs,
             sockets: sockets.into_boxed_slice(),
             watches: vec![watch; config.max_watches as usize].into_boxed_slice(),
@@ -174,24 +186,31 @@ impl UdpDriver {
         self.tx.pending()
     }
 
-    /// Receive buffers currently available to the kernel.
+    /// Receive buffers currently available to the kernel, in all rings.
     pub fn buffers_in_kernel(&self) -> u32 {
-        self.bufs.in_kernel()
+        self.bufs.iter().map(BufRing::in_kernel).sum()
     }
 
-    /// Receive buffers the caller holds.
+    /// Receive buffers the caller holds, from all rings.
     pub fn buffers_held(&self) -> u32 {
-        self.bufs.held()
+        self.bufs.iter().map(BufRing::held).sum()
+    }
+
+    /// Receive buffers in all rings: the most the caller can hold at once.
+    pub fn buffers(&self) -> u32 {
+        self.bufs.iter().map(|b| u32::from(b.entries())).sum()
     }
 
     /// The payload of a held buffer.
     pub fn held_payload(&self, id: &BufId) -> Option<&[u8]> {
-        self.bufs.held_payload(id.0)
+        self.bufs.get(usize::from(id.ring))?.held_payload(id.bid)
     }
 
     /// Gives a held buffer back to the kernel. Returns false if it was not held.
     pub fn release(&mut self, id: BufId) -> bool {
-        self.bufs.recycle(id.0)
+        self.bufs
+            .get_mut(usize::from(id.ring))
+            .is_some_and(|b| b.recycle(id.bid))
     }
 
     /// Watches `fd` for readability with a multishot poll; each wake-up is reported as
@@ -277,12 +296,13 @@ impl UdpDriver {
         // so wait until the caller gives some back.
         for sock in 0..self.arms.len() {
             let state = self.arms[sock];
-            if state == Arm::Armed || self.bufs.in_kernel() == 0 {
+            let group = self.sock_ring[sock];
+            if state == Arm::Armed || self.bufs[usize::from(group)].in_kernel() == 0 {
                 continue;
             }
             let msg: *const libc::msghdr = &self.recv_msgs[sock];
             let token = Token::Recv { sock: sock as u16 };
-            let sqe = opcode::RecvMsgMulti::new(Fixed(sock as u32), msg, BGID)
+            let sqe = opcode::RecvMsgMulti::new(Fixed(sock as u32), msg, BGID + group)
                 .build()
                 .user_data(token.encode());
             // SAFETY: the msghdr lives in `recv_msgs`, which is never modified and outlives the
@@ -381,6 +401,7 @@ impl UdpDriver {
             bufs,
             tx,
             arms,
+            sock_ring,
             watches,
             control_len,
             stats,
@@ -408,16 +429,21 @@ impl UdpDriver {
                         }
                         continue;
                     };
-                    if !bufs.take(bid) {
+                    let group = sock_ring.get(sock).copied().unwrap_or(0);
+                    let Some(ring) = bufs.get_mut(usize::from(group)) else {
+                        stats.rx.malformed += 1;
+                        continue;
+                    };
+                    if !ring.take(bid) {
                         stats.rx.malformed += 1;
                         continue;
                     }
                     events += deliver(
-                        bufs,
+                        ring,
                         tx,
                         &mut stats.rx,
                         sock,
-                        bid,
+                        (group, bid),
                         res,
                         *control_len,
                         on_event,
@@ -473,7 +499,7 @@ fn deliver<F>(
     tx: &mut TxQueue,
     stats: &mut RxStats,
     sock: usize,
-    bid: u16,
+    (group, bid): (u16, u16),
     res: i32,
     control_len: usize,
     on_event: &mut F,
@@ -495,7 +521,7 @@ where
                 stats.datagrams += 1;
                 stats.bytes += payload.len() as u64;
                 stats.gro_datagrams += u64::from(segment_size.is_some());
-                let d = Datagram::new(sock, source, payload, segment_size, bid, &hold);
+                let d = Datagram::new(sock, source, payload, segment_size, (group, bid), &hold);
                 on_event(tx, Event::Datagram(d));
                 delivered = 1;
                 if hold.get() {
@@ -521,14 +547,16 @@ fn is_transient(e: &io::Error) -> bool {
 
 impl Drop for UdpDriver {
     fn drop(&mut self) {
-        // Cancel every request (synchronously) and unregister the buffer ring, so the kernel
+        // Cancel every request (synchronously) and unregister the buffer rings, so the kernel
         // holds no pointer into `bufs`, `tx` or `recv_msgs` when they are unmapped after the
         // ring's fd is closed.
         let _ = self
             .ring
             .submitter()
             .register_sync_cancel(None, CancelBuilder::any());
-        let _ = self.ring.submitter().unregister_buf_ring(BGID);
+        for g in (BGID..).take(self.bufs.len()) {
+            let _ = self.ring.submitter().unregister_buf_ring(g);
+        }
     }
 }
 

@@ -32,6 +32,7 @@ pub struct Datagram<'a> {
     source: SocketAddr,
     payload: &'a [u8],
     segment_size: Option<u16>,
+    ring: u16,
     bid: u16,
     hold: &'a Cell<bool>,
 }
@@ -43,7 +44,7 @@ impl<'a> Datagram<'a> {
         source: SocketAddr,
         payload: &'a [u8],
         segment_size: Option<u16>,
-        bid: u16,
+        (ring, bid): (u16, u16),
         hold: &'a Cell<bool>,
     ) -> Self {
         Self {
@@ -51,6 +52,7 @@ impl<'a> Datagram<'a> {
             source,
             payload,
             segment_size,
+            ring,
             bid,
             hold,
         }
@@ -86,7 +88,10 @@ impl<'a> Datagram<'a> {
     /// until then it is not available for receiving.
     pub fn hold(&self) -> BufId {
         self.hold.set(true);
-        BufId(self.bid)
+        BufId {
+            ring: self.ring,
+            bid: self.bid,
+        }
     }
 }
 
@@ -128,7 +133,12 @@ impl<'a> Iterator for Segments<'a> {
 /// once, with [`super::UdpDriver::release`].
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a held buffer must be given back with UdpDriver::release"]
-pub struct BufId(pub(super) u16);
+pub struct BufId {
+    /// The buffer ring (0 = main, 1 = separate).
+    pub(super) ring: u16,
+    /// The buffer within it.
+    pub(super) bid: u16,
+}
 
 /// Names a watch made by [`super::UdpDriver::watch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +158,7 @@ mod tests {
             source: SocketAddr::from(([127, 0, 0, 1], 1)),
             payload: &data,
             segment_size: seg,
+            ring: 0,
             bid: 0,
             hold: &hold,
         };

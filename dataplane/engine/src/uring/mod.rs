@@ -46,7 +46,7 @@ mod socket;
 mod token;
 mod tx;
 
-pub use config::{DriverConfig, DriverError, DriverStats, RxStats};
+pub use config::{DriverConfig, DriverError, DriverStats, RxStats, SeparateRing};
 pub use driver::UdpDriver;
 pub use event::{BufId, Datagram, Event, Segments, WatchId};
 pub use probe::{Features, ProbeError, probe};

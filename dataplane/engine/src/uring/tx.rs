@@ -6,7 +6,10 @@
 //! for a socket and destination. At flush time the driver peels groups off the FIFO: consecutive
 //! packets for the same socket and destination, of the same size (the last may be shorter), at
 //! most [`MAX_GSO_SEGMENTS`] and 65,507 bytes in all, become one `SENDMSG` whose iovecs point at
-//! the slots and which carries a `UDP_SEGMENT` control message. If the kernel refuses GSO with
+//! the slots and which carries a `UDP_SEGMENT` control message. A packet queued with
+//! [`TxSlot::queue_alone`] is never coalesced: it goes out as a `SENDMSG` of its own, so a
+//! receiver that steers datagrams by their first bytes (a reuseport BPF program looks at the
+//! first segment of a GSO send only) sees it on its own. If the kernel refuses GSO with
 //! `EIO` or `EINVAL`, GSO is switched off for good and the group's packets are queued again one
 //! per `SENDMSG`. The send CQE frees every slot of its group. Nothing here allocates after
 //! [`TxQueue::new`], and a full pool is an error, never a wait.
@@ -91,6 +94,8 @@ struct SlotMeta {
     sock: u16,
     /// For a group head: the number of datagrams in its `SENDMSG`.
     nseg: u16,
+    /// Never coalesced with other packets.
+    alone: bool,
     /// The next slot of the same group, `NONE` at the end.
     next: u32,
     dst: SocketAddr,
@@ -156,6 +161,7 @@ impl TxQueue {
             len: 0,
             sock: 0,
             nseg: 0,
+            alone: false,
             next: NONE,
             dst: placeholder,
         };
@@ -185,7 +191,7 @@ impl TxQueue {
         self.check(sock, data.len())?;
         let slot = self.alloc()?;
         self.buf_mut(slot)[..data.len()].copy_from_slice(data);
-        self.enqueue(slot, sock, dst, data.len());
+        self.enqueue(slot, sock, dst, data.len(), false);
         Ok(())
     }
 
@@ -257,8 +263,9 @@ impl TxQueue {
         self.free_len += 1;
     }
 
-    fn enqueue(&mut self, slot: u32, sock: usize, dst: SocketAddr, len: usize) {
+    fn enqueue(&mut self, slot: u32, sock: usize, dst: SocketAddr, len: usize, alone: bool) {
         let m = &mut self.meta[slot as usize];
+        m.alone = alone;
         m.state = SlotState::Pending;
         // Both bounded by `check`: sock < sockets <= u16::MAX + 1 and len <= buf_size <= u32::MAX.
         m.sock = sock as u16;
@@ -309,10 +316,11 @@ impl TxQueue {
         let segment = h.len;
         let mut n: u16 = 1;
         let mut total = h.len as usize;
-        if self.gso && segment > 0 {
+        if self.gso && segment > 0 && !h.alone {
             while u32::from(n) < self.pending_len && n < self.max_segments {
                 let m = &self.meta[self.pending_at(u32::from(n)) as usize];
-                if m.sock != h.sock
+                if m.alone
+                    || m.sock != h.sock
                     || m.dst != h.dst
                     || m.len == 0
                     || m.len > segment
@@ -486,9 +494,25 @@ impl TxSlot<'_> {
 
     /// Queues the first `len` bytes of the buffer for socket `sock` towards `dst`. On error the
     /// buffer goes back to the pool.
-    pub fn queue(mut self, sock: usize, dst: SocketAddr, len: usize) -> Result<(), TxError> {
+    pub fn queue(self, sock: usize, dst: SocketAddr, len: usize) -> Result<(), TxError> {
+        self.queue_with(sock, dst, len, false)
+    }
+
+    /// Like [`TxSlot::queue`], but the packet is never coalesced with others into a GSO send:
+    /// for packets a receiver must see on their own (hellos, control).
+    pub fn queue_alone(self, sock: usize, dst: SocketAddr, len: usize) -> Result<(), TxError> {
+        self.queue_with(sock, dst, len, true)
+    }
+
+    fn queue_with(
+        mut self,
+        sock: usize,
+        dst: SocketAddr,
+        len: usize,
+        alone: bool,
+    ) -> Result<(), TxError> {
         self.q.check(sock, len)?;
-        self.q.enqueue(self.slot, sock, dst, len);
+        self.q.enqueue(self.slot, sock, dst, len, alone);
         self.queued = true;
         Ok(())
     }
@@ -569,6 +593,37 @@ mod tests {
         }
         // 46 * 1400 = 64,400 <= 65,507 < 47 * 1400.
         assert_eq!(groups(&mut q), vec![(0, 46), (0, 46), (0, 8)]);
+    }
+
+    #[test]
+    fn packets_queued_alone_are_never_coalesced() {
+        let mut q = TxQueue::new(16, 2048, 1, 64, true).unwrap();
+        let queue = |q: &mut TxQueue, len: usize, alone: bool| {
+            let slot = q.slot().unwrap();
+            if alone {
+                slot.queue_alone(0, addr(1), len).unwrap();
+            } else {
+                slot.queue(0, addr(1), len).unwrap();
+            }
+        };
+        // Data, data, a shorter hello (would join as the last segment), data, then two
+        // hellos of equal size (would coalesce), then data.
+        for (len, alone) in [
+            (100, false),
+            (100, false),
+            (60, true),
+            (100, false),
+            (60, true),
+            (60, true),
+            (100, false),
+            (100, false),
+        ] {
+            queue(&mut q, len, alone);
+        }
+        assert_eq!(
+            groups(&mut q),
+            vec![(0, 2), (0, 1), (0, 1), (0, 1), (0, 1), (0, 2)]
+        );
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! What the pipeline produces on a worker, and where it goes: [`Out`] implements the sans-IO
+//! pipeline's [`PipelineOutput`] for one worker (hellos to the link monitors and control
+//! envelopes to the punt ring on worker 0, deliveries to the session server or to worker 0's
+//! handoff ring, forwards into tx buffers), and [`send_on_link`] writes one packet for a link
+//! into a tx buffer, on the path the link uses now.
+
+use weft_proto::forward::{LinkSender, LocalDelivery, PipelineOutput};
+use weft_shared::DropReason;
+use weft_shared::ids::{Incarnation, LinkId, PathId};
+use weft_shared::shm::{Counter, PacketMeta, PushError, RingProducer, WorkerCounters};
+use weft_shared::time::Instant;
+use weft_shared::wire::{HelloRepr, LinkRepr, PriorityClass, peek_class};
+
+use crate::handoff::{HANDOFF_DELIVER, HandoffProducer};
+use crate::links::{LinkTraffic, Links};
+use crate::monitors::Monitors;
+use crate::session_glue::SessionGlue;
+use crate::uring::TxQueue;
+
+/// Counts a received datagram on its link once its header checked out.
+pub(crate) fn count_in(links: &Links, worker: usize, rx: Option<&LinkRepr>, bytes: usize) {
+    if let Some(t) = rx.and_then(|rx| links.traffic(worker, rx.link)) {
+        LinkTraffic::bump(&t.packets_in, &t.bytes_in, bytes);
+    }
+}
+
+/// Writes one packet for `meta.link` (on `meta.path`, or the link's active path) into a tx
+/// buffer with `write` and queues it on the path's socket. A hello, feedback or control packet
+/// is queued alone, never coalesced into a GSO send: the receiver's steering program sees only
+/// the first packet of a GSO send ([`crate::steer`]).
+pub(crate) fn send_on_link(
+    tx: &mut TxQueue,
+    sender: &mut LinkSender,
+    links: &Links,
+    worker: usize,
+    counters: &WorkerCounters,
+    meta: PacketMeta,
+    write: impl FnOnce(&mut LinkSender, &mut [u8], LinkId, PathId, usize) -> Result<usize, DropReason>,
+) -> Result<(), DropReason> {
+    let link_id = meta.link.ok_or(DropReason::UnknownLink(u16::MAX))?;
+    let link = links
+        .get(link_id)
+        .ok_or(DropReason::UnknownLink(link_id.get()))?;
+    // A link without an up path has no route through it.
+    let path = match meta.path {
+        Some(p) => link
+            .paths
+            .get(usize::from(p.get()))
+            .ok_or(DropReason::BadField {
+                field: "inject.path",
+                value: p.get().into(),
+            })?,
+        None => link.active_path().ok_or(DropReason::NoRoute)?,
+    };
+    let mut slot = tx.slot().map_err(|_| DropReason::QueueFull)?;
+    let n = write(sender, slot.buf(), link_id, path.id, link.max_datagram)?;
+    let alone = slot
+        .buf()
+        .get(..n)
+        .is_some_and(|p| matches!(peek_class(p), Ok(c) if c != PriorityClass::Data));
+    let queued = if alone {
+        slot.queue_alone(path.interface, path.remote, n)
+    } else {
+        slot.queue(path.interface, path.remote, n)
+    };
+    queued.map_err(|_| DropReason::QueueFull)?;
+    counters.add(Counter::Sent, 1);
+    if let Some(t) = links.traffic(worker, link_id) {
+        LinkTraffic::bump(&t.packets_out, &t.bytes_out, n);
+    }
+    Ok(())
+}
+
+/// The pipeline's output on a worker.
+pub(crate) struct Out<'a> {
+    pub(crate) now: Instant,
+    pub(crate) worker: usize,
+    pub(crate) incarnation: Incarnation,
+    pub(crate) tx: &'a mut TxQueue,
+    pub(crate) sender: &'a mut LinkSender,
+    pub(crate) links: &'a Links,
+    pub(crate) counters: &'a WorkerCounters,
+    pub(crate) role: RoleOut<'a>,
+}
+
+pub(crate) enum RoleOut<'a> {
+    Zero {
+        monitors: &'a mut Monitors,
+        punt: &'a mut RingProducer,
+        session: &'a mut SessionGlue,
+    },
+    Other {
+        handoff: &'a mut HandoffProducer,
+    },
+}
+
+impl PipelineOutput for Out<'_> {
+    fn hello(&mut self, rx: &LinkRepr, hello: &HelloRepr) {
+        // Other workers hand hello datagrams over before the pipeline sees them.
+        if let RoleOut::Zero { monitors, .. } = &mut self.role {
+            monitors.handle_hello(self.now, rx, hello, self.incarnation);
+        }
+    }
+
+    fn control(&mut self, rx: &LinkRepr, envelope: &[u8]) {
+        if let RoleOut::Zero { punt, .. } = &mut self.role {
+            let meta = PacketMeta {
+                link: Some(rx.link),
+                path: Some(rx.path),
+                flags: 0,
+            };
+            match punt.stage(meta, envelope) {
+                Ok(()) => {}
+                Err(PushError::Full) => self.counters.add_drop(DropReason::QueueFull, 1),
+                Err(PushError::Oversized { len, .. }) => self.counters.add_drop(
+                    DropReason::BadLength {
+                        field: "punt.len",
+                        value: len,
+                    },
+                    1,
+                ),
+            }
+        }
+    }
+
+    fn deliver(&mut self, _rx: &LinkRepr, delivery: &LocalDelivery<'_>, record_body: &[u8]) {
+        let result = match &mut self.role {
+            RoleOut::Zero { session, .. } => session.deliver(delivery).map(|()| {
+                self.counters.add(Counter::Delivered, 1);
+            }),
+            // Worker 0 counts the delivery when it hands it to the client.
+            RoleOut::Other { handoff } => handoff.stage(HANDOFF_DELIVER, record_body),
+        };
+        if let Err(reason) = result {
+            self.counters.add_drop(reason, 1);
+        }
+    }
+
+    fn forward(&mut self, link: LinkId, record_body: &[u8]) {
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        let result = send_on_link(
+            self.tx,
+            self.sender,
+            self.links,
+            self.worker,
+            self.counters,
+            meta,
+            |s, buf, link, path, max| s.write_data_record(buf, link, path, record_body, max),
+        );
+        match result {
+            Ok(()) => self.counters.add(Counter::Forwarded, 1),
+            Err(reason) => self.counters.add_drop(reason, 1),
+        }
+    }
+
+    fn drop_record(&mut self, reason: DropReason) {
+        self.counters.add_drop(reason, 1);
+    }
+}
