@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use weft_routing::spf::Graph;
 use weft_shared::config::Config;
 use weft_shared::ids::NodeId;
-use weft_shared::shm::fib::UnicastRoute;
 use weft_shared::shm::{FibWriter, Generation, ShmRegion};
 use weft_shared::time::Instant;
 
@@ -33,18 +32,7 @@ pub fn publish(
     let start = now();
     loop {
         let result = writer.try_publish(now(), |fib| {
-            for (dst, route) in routes.iter() {
-                if let Some(next_hop) = route.first_hop {
-                    let metric_us = u32::try_from(route.cost).unwrap_or(u32::MAX);
-                    fib.set_unicast(
-                        dst,
-                        UnicastRoute {
-                            next_hop,
-                            metric_us,
-                        },
-                    );
-                }
-            }
+            routes.fill_fib(fib);
             Ok(())
         });
         match result {

@@ -10,6 +10,7 @@ use std::collections::BinaryHeap;
 
 use weft_shared::config::Config;
 use weft_shared::ids::{LinkId, MAX_NODE_ID, NodeId};
+use weft_shared::shm::fib::{FibBuilder, UnicastRoute};
 
 /// An undirected edge of the overlay graph with a cost in microseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +153,23 @@ impl Routes {
         }
         path.reverse();
         path
+    }
+
+    /// Writes a unicast FIB entry for every reachable destination: the first-hop link and the
+    /// path cost (saturated to the entry's 32 bits).
+    pub fn fill_fib(&self, fib: &mut FibBuilder<'_>) {
+        for (dst, route) in self.iter() {
+            if let Some(next_hop) = route.first_hop {
+                let metric_us = u32::try_from(route.cost).unwrap_or(u32::MAX);
+                fib.set_unicast(
+                    dst,
+                    UnicastRoute {
+                        next_hop,
+                        metric_us,
+                    },
+                );
+            }
+        }
     }
 
     /// Every reachable destination other than the source, in node id order.

@@ -40,7 +40,7 @@ use std::time::Duration;
 use weft_shared::DropReason;
 use weft_shared::config::{Config, Timers};
 use weft_shared::ids::{Incarnation, LinkId, NodeId};
-use weft_shared::shm::fib::{FibBuilder, FibError, UnicastRoute};
+use weft_shared::shm::fib::{FibBuilder, FibError};
 use weft_shared::time::Instant;
 
 use crate::metric::{Damping, LinkReport, MetricParams, expected_latency_us};
@@ -565,18 +565,7 @@ impl Router {
     /// Writes the unicast routes into a FIB being built.
     pub fn fill_fib(&mut self, fib: &mut FibBuilder<'_>) -> Result<(), FibError> {
         self.recompute();
-        for (dst, route) in self.routes.iter() {
-            if let Some(next_hop) = route.first_hop {
-                let metric_us = u32::try_from(route.cost).unwrap_or(u32::MAX);
-                fib.set_unicast(
-                    dst,
-                    UnicastRoute {
-                        next_hop,
-                        metric_us,
-                    },
-                );
-            }
-        }
+        self.routes.fill_fib(fib);
         Ok(())
     }
 
