@@ -134,6 +134,27 @@ impl fmt::Display for GatewayStats {
     }
 }
 
+impl GatewayStats {
+    /// One JSON object on one line: `{"mapping": .., "final": .., "role": "ingress", ..}`.
+    pub fn to_json(&self, mapping: &str, last: bool) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            mapping: &'a str,
+            #[serde(rename = "final")]
+            last: bool,
+            #[serde(flatten)]
+            stats: &'a GatewayStats,
+        }
+        let line = Line {
+            mapping,
+            last,
+            stats: self,
+        };
+        // Serialising plain numbers and strings cannot fail.
+        serde_json::to_string(&line).unwrap_or_default()
+    }
+}
+
 /// Adds `n` to a counter.
 pub(crate) fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
@@ -168,6 +189,12 @@ mod tests {
         let json = serde_json::to_value(s).unwrap_or_default();
         assert_eq!(json["role"], "egress");
         assert_eq!(json["delivered"], 3);
+        let line: serde_json::Value =
+            serde_json::from_str(&s.to_json("egress x", true)).unwrap_or_default();
+        assert_eq!(line["mapping"], "egress x");
+        assert_eq!(line["final"], true);
+        assert_eq!(line["role"], "egress");
+        assert_eq!(line["gaps"], 1);
         let i = IngressCounters::default();
         raise(&i.queued_peak, 5);
         raise(&i.queued_peak, 2);
