@@ -20,25 +20,19 @@
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
-use std::io::{BufRead as _, BufReader, Read};
-use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+mod real_gateway_common;
+
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use serde_json::Value;
-use weft_tests::overlay::{Addrs, LinkSpec, Overlay, Role, Start, bin_dir};
-
-/// Bytes of one MPEG-TS packet.
-const TS_PACKET: usize = 188;
-/// TS packets per datagram, as ffmpeg's `pkt_size=1316` sends them.
-const TS_PER_DATAGRAM: usize = 7;
-/// Bytes of one datagram.
-const DATAGRAM: usize = TS_PACKET * TS_PER_DATAGRAM;
+use nix::sys::signal::Signal;
+use real_gateway_common::{
+    DATAGRAM, GatewayProc, TsStream, assert_same_stream, final_counters, have, path, receive,
+    run_gateway, send_paced, strings, ts_errors,
+};
+use weft_tests::overlay::{Addrs, LinkSpec, Overlay, Role, Start};
 
 fn diamond(name: &str) -> Overlay {
     let link = |id, a, b, cost_us| LinkSpec { id, a, b, cost_us };
@@ -51,85 +45,6 @@ fn diamond(name: &str) -> Overlay {
     let o = Overlay::start(name, 4, &links, Start::Separate);
     o.wait_converged(Duration::from_secs(15));
     o
-}
-
-// ---------------------------------------------------------------------------------------------
-// A synthetic MPEG-TS stream
-
-/// Makes datagrams of 7 TS packets of one PID: sync byte 0x47, the PID, payload only, a 4-bit
-/// continuity counter that grows by one per packet, and a payload that numbers the datagram
-/// and fills the rest from a fixed-seed generator (so any change to a byte is seen).
-struct TsStream {
-    pid: u16,
-    cc: u8,
-    rng: u64,
-    index: u64,
-}
-
-impl TsStream {
-    fn new(pid: u16, seed: u64) -> TsStream {
-        TsStream {
-            pid,
-            cc: 0,
-            rng: seed | 1,
-            index: 0,
-        }
-    }
-
-    fn next_datagram(&mut self) -> Vec<u8> {
-        let mut d = Vec::with_capacity(DATAGRAM);
-        for k in 0..TS_PER_DATAGRAM {
-            let start = u8::from(k == 0);
-            d.push(0x47);
-            d.push((start << 6) | ((self.pid >> 8) as u8 & 0x1f));
-            d.push(self.pid as u8);
-            d.push(0x10 | self.cc); // no scrambling, payload only, continuity counter
-            self.cc = (self.cc + 1) & 0x0f;
-            let mut payload = [0u8; TS_PACKET - 4];
-            payload[..8].copy_from_slice(&self.index.to_be_bytes());
-            for b in &mut payload[8..] {
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                *b = self.rng as u8;
-            }
-            d.extend_from_slice(&payload);
-        }
-        self.index += 1;
-        d
-    }
-
-    fn datagrams(pid: u16, seed: u64, count: usize) -> Vec<Vec<u8>> {
-        let mut s = TsStream::new(pid, seed);
-        (0..count).map(|_| s.next_datagram()).collect()
-    }
-}
-
-/// Parses the TS headers of `datagrams` as a receiver would: counts packets without the sync
-/// byte, of another PID, or whose continuity counter does not follow the one before.
-fn ts_errors(datagrams: &[Vec<u8>], pid: u16) -> (usize, usize) {
-    let mut bad_headers = 0;
-    let mut cc_errors = 0;
-    let mut last_cc: Option<u8> = None;
-    for d in datagrams {
-        if d.len() % TS_PACKET != 0 {
-            bad_headers += 1;
-            continue;
-        }
-        for p in d.chunks(TS_PACKET) {
-            let p_pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
-            if p[0] != 0x47 || p_pid != pid {
-                bad_headers += 1;
-                continue;
-            }
-            let cc = p[3] & 0x0f;
-            if last_cc.is_some_and(|l| (l + 1) & 0x0f != cc) {
-                cc_errors += 1;
-            }
-            last_cc = Some(cc);
-        }
-    }
-    (bad_headers, cc_errors)
 }
 
 #[test]
@@ -150,198 +65,6 @@ fn the_ts_generator_and_checker_agree() {
         1 + 3,
         "so do reordered ones, at three boundaries"
     );
-}
-
-/// Sends `datagrams` from a fresh socket to `to`, paced at `rate` per second.
-fn send_paced(to: SocketAddr, datagrams: &[Vec<u8>], rate: u64) {
-    let from = UdpSocket::bind((to.ip(), 0)).unwrap();
-    let start = Instant::now();
-    for (i, d) in datagrams.iter().enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        assert_eq!(from.send_to(d, to).unwrap(), d.len());
-    }
-}
-
-/// Receives on `sink` in a thread until `count` datagrams came or nothing came for `idle`.
-fn receive(sink: UdpSocket, count: usize, idle: Duration) -> JoinHandle<Vec<Vec<u8>>> {
-    std::thread::spawn(move || {
-        sink.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 65_536];
-        let mut last = Instant::now();
-        while got.len() < count && last.elapsed() < idle {
-            if let Ok(n) = sink.recv(&mut buf) {
-                got.push(buf[..n].to_vec());
-                last = Instant::now();
-            }
-        }
-        got
-    })
-}
-
-/// Checks that `got` is exactly `sent` (same datagrams, same bytes, same order) and that its
-/// TS headers parse without errors; on a mismatch, says where.
-fn assert_same_stream(what: &str, sent: &[Vec<u8>], got: &[Vec<u8>], pid: u16) {
-    if let Some(i) = (0..sent.len().min(got.len())).find(|&i| sent[i] != got[i]) {
-        let index =
-            |d: &[u8]| u64::from_be_bytes(d.get(4..12).unwrap_or(&[0; 8]).try_into().unwrap());
-        panic!(
-            "{what}: datagram {i} differs (sent #{}, got #{} of {} B)",
-            index(&sent[i]),
-            index(&got[i]),
-            got[i].len()
-        );
-    }
-    assert_eq!(got.len(), sent.len(), "{what}: datagrams received");
-    assert_eq!(
-        ts_errors(got, pid),
-        (0, 0),
-        "{what}: TS header and continuity errors"
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
-// `weft gateway` processes
-
-/// A `weft gateway` child process, with its output collected by two threads. Dropping it
-/// kills the process.
-struct GatewayProc {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-fn collect(from: impl Read + Send + 'static, into: &Arc<Mutex<String>>) -> JoinHandle<()> {
-    let into = Arc::clone(into);
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            let mut s = into.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    })
-}
-
-impl GatewayProc {
-    fn start(args: &[String]) -> GatewayProc {
-        let mut child = Command::new(bin_dir().join("weft"))
-            .arg("gateway")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting weft gateway: {e}"));
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), &stdout),
-            collect(child.stderr.take().unwrap(), &stderr),
-        ];
-        GatewayProc {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits until `mappings` lines say `ready`, and returns them; panics if the process
-    /// exits first or takes over 10 s.
-    fn wait_ready(&mut self, mappings: usize) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let err = self.stderr();
-            let ready: Vec<String> = err
-                .lines()
-                .filter(|l| l.ends_with(": ready"))
-                .map(str::to_owned)
-                .collect();
-            if ready.len() >= mappings {
-                return ready;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("weft gateway exited before it was ready ({status}):\n{err}");
-            }
-            assert!(Instant::now() < deadline, "weft gateway not ready:\n{err}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits up to `within` for the process to exit on its own; returns its exit code and
-    /// output.
-    fn wait_exit(mut self, within: Duration) -> (i32, String, String) {
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "weft gateway did not exit within {within:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        for r in self.readers.drain(..) {
-            let _ = r.join();
-        }
-        let out = self.stdout.lock().unwrap().clone();
-        (status.code().unwrap_or(-1), out, self.stderr())
-    }
-
-    /// SIGTERM, then waits for the exit: (exit code, stdout, stderr).
-    fn stop(self) -> (i32, String, String) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        self.wait_exit(Duration::from_secs(10))
-    }
-}
-
-impl Drop for GatewayProc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Runs `weft gateway ARGS` to its end (at most 15 s): (exit code, stdout, stderr).
-fn run_gateway(args: &[&str]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    GatewayProc::start(&args).wait_exit(Duration::from_secs(15))
-}
-
-/// The final JSON counters of the mapping whose label starts with `prefix`.
-fn final_counters(stdout: &str, prefix: &str) -> Value {
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| {
-            v["final"] == true && v["mapping"].as_str().is_some_and(|m| m.starts_with(prefix))
-        })
-        .unwrap_or_else(|| panic!("no final counters for {prefix:?} in:\n{stdout}"))
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| (*s).to_owned()).collect()
-}
-
-fn path(p: &Path) -> String {
-    p.display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -710,4 +433,114 @@ fn addresses_in_use_a_refused_service_and_a_lost_node_fail_cleanly() {
         "final counters as text:\n{out}"
     );
     drop(taken);
+}
+
+/// The optional check with the real tools: ffmpeg encodes a live test picture and tone to
+/// MPEG-TS over UDP into the ingress gateway, and ffmpeg at the egress records what arrives;
+/// ffprobe then counts every frame, decoded without an error. Runs only where ffmpeg and
+/// ffprobe are installed (the synthetic-stream tests above need neither); where they are not,
+/// it says so on stderr, and `WEFT_REQUIRE_FFMPEG=1` turns that into a failure.
+#[test]
+fn ffmpeg_to_ffprobe_across_the_overlay_if_installed() {
+    if !(have("ffmpeg") && have("ffprobe")) {
+        assert!(
+            std::env::var_os("WEFT_REQUIRE_FFMPEG").is_none(),
+            "WEFT_REQUIRE_FFMPEG is set but ffmpeg or ffprobe is not installed"
+        );
+        eprintln!("NOT RUN: ffmpeg/ffprobe are not installed (apt-get install ffmpeg)");
+        return;
+    }
+    let name = "gw-ffmpeg";
+    let o = diamond(name);
+    let addrs = Addrs::new(name);
+    let player = addrs.host(0, 100, 6000);
+    let listen = addrs.host(0, 101, 5000);
+    let mut egress = GatewayProc::start(&strings(&[
+        "--socket",
+        &path(&o.session_socket(4)),
+        "--port",
+        "5000",
+        "--deliver",
+        &player.to_string(),
+    ]));
+    egress.wait_ready(1);
+    let mut ingress = GatewayProc::start(&strings(&[
+        "--socket",
+        &path(&o.session_socket(1)),
+        "--listen",
+        &listen.to_string(),
+        "--to",
+        "4:5000",
+    ]));
+    ingress.wait_ready(1);
+
+    // The receiver records what arrives, without re-encoding; it ends 3 s after the stream.
+    let recorded = o.dir.join("received.ts");
+    let receiver = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "level+warning",
+            "-i",
+        ])
+        .arg(format!("udp://{player}?timeout=3000000&fifo_size=100000"))
+        .args(["-map", "0", "-c", "copy", "-f", "mpegts", "-y"])
+        .arg(&recorded)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Built-in encoders only (mpeg2video, mp2), so any ffmpeg build has them.
+    let sender = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", "4", "-c:v", "mpeg2video", "-b:v", "2M", "-c:a", "mp2"])
+        .args(["-f", "mpegts"])
+        .arg(format!("udp://{listen}?pkt_size=1316"))
+        .output()
+        .unwrap();
+    assert!(
+        sender.status.success(),
+        "ffmpeg sender: {}",
+        String::from_utf8_lossy(&sender.stderr)
+    );
+    let received = receiver.wait_with_output().unwrap();
+    let rx_log = String::from_utf8_lossy(&received.stderr);
+    eprintln!("receiver:\n{rx_log}");
+    for bad in ["Continuity check failed", "corrupt", "error while decoding"] {
+        assert!(!rx_log.contains(bad), "{bad}:\n{rx_log}");
+    }
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(&recorded)
+        .output()
+        .unwrap();
+    // One line per section the stream appears in (its program, then itself): "100,".
+    let out = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let frames = out
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_owned();
+    let probe_err = String::from_utf8_lossy(&probe.stderr);
+    eprintln!("ffprobe: {frames} video frames; {probe_err}");
+    assert!(probe_err.trim().is_empty(), "ffprobe errors: {probe_err}");
+    assert_eq!(frames, "100", "4 s at 25 frames/s");
+
+    let (code, out, err) = ingress.stop();
+    assert_eq!(code, 0, "{err}");
+    eprintln!("{out}");
+    assert!(
+        out.contains("dropped_oversize=0 dropped_queue_full=0"),
+        "{out}"
+    );
+    let (code, out, err) = egress.stop();
+    assert_eq!(code, 0, "{err}");
+    eprintln!("{out}");
+    assert!(out.contains("gaps=0 missing=0 late=0"), "{out}");
 }
