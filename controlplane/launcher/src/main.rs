@@ -1,8 +1,12 @@
 //! The `weft` binary: `weft node --config F --id N` runs one overlay node (its data plane and
-//! its control plane) under supervision. See `docs/launcher.md`.
+//! its control plane) under supervision (`docs/launcher.md`); `weft gateway ...` carries UDP
+//! datagrams across the overlay (`docs/gateway.md`).
 //!
 //! Exit status: 0 after SIGINT/SIGTERM, 1 on any error (bad config or id, missing binary, node
-//! already running, data plane failed or exited), 2 for a malformed command line.
+//! already running, data plane failed or exited; for `gateway`: a bad address, no node, an
+//! address or port in use, a refused service), 2 for a malformed command line.
+
+mod gateway;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -25,6 +29,10 @@ enum Command {
     /// Run one overlay node: start its data plane, then its control plane, and supervise both
     /// (the control plane is restarted with backoff; the node stops if the data plane exits).
     Node(NodeArgs),
+    /// Carry UDP datagrams across the overlay: from a local UDP address into an overlay flow
+    /// (--listen, --to), and from an overlay port to a local UDP address (--port, --deliver),
+    /// each datagram unchanged, one overlay message each; or the mappings of a --config file.
+    Gateway(gateway::GatewayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +81,9 @@ impl NodeArgs {
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Node(args) => NodePlan::prepare(&args.options(), &BinSearch::from_env())
-            .and_then(|plan| run_node(&plan)),
+            .and_then(|plan| run_node(&plan))
+            .map_err(|e| e.to_string()),
+        Command::Gateway(args) => gateway::run(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

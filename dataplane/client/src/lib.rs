@@ -56,10 +56,12 @@
 //! # Modules
 //!
 //! The client itself is [`Client`]; [`probe`] and [`report`] are the tools' payload header and
-//! receive statistics, public so other tools (and tests) can use them.
+//! receive statistics, public so other tools (and tests) can use them. [`gateway`] carries
+//! an application's UDP datagrams across the overlay (`weft gateway`).
 
 mod client;
 mod error;
+pub mod gateway;
 pub mod probe;
 mod queue;
 pub mod report;
