@@ -38,13 +38,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use weft_proto::realtime::{
-    DeadlineBuffer, DeadlineParams, ReceiverLimits, RtMeta, RtParams, RtReceiver, RtSender,
-    SenderLimits,
+    DeadlineBuffer, DeadlineParams, ReceiverLimits, RtMeta, RtReceiver, RtSender, SenderLimits,
 };
 use weft_shared::time::Instant;
 use weft_shared::wire::{Delivery, NackRepr, Strikes};
 
 use crate::linkmodel::{LinkModel, LinkParams, LossModel, Rng, Verdict};
+
+/// The protocol timing a configuration may override (re-exported for callers without a
+/// `weft-proto` dependency).
+pub use weft_proto::realtime::RtParams;
 
 /// One experiment.
 #[derive(Clone, Copy, Debug, PartialEq)]
