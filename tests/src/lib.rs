@@ -1,5 +1,7 @@
 //! weft-tests: whole-system test support.
 //!
+//! - [`experiments`]: protocol experiments in virtual time over [`linkmodel`] links (NM-Strikes
+//!   on a continental chain: on-time ratio, overhead, latency);
 //! - [`linkmodel`]: emulated links (latency, jitter, Bernoulli and Gilbert–Elliott loss, rate
 //!   limit, cuts), shared by the simulator and `weft-linkem`;
 //! - [`linkem`]: `weft-linkem`, the userspace UDP relay that runs [`linkmodel`] between real
@@ -18,6 +20,7 @@
     reason = "a test harness fails loudly; nothing here handles production input"
 )]
 
+pub mod experiments;
 pub mod linkem;
 pub mod linkmodel;
 pub mod overlay;

@@ -7,6 +7,9 @@
 //! - [`link_monitor`]: per-link hellos, RTT, loss, path up/down and the active path.
 //! - [`forward`]: the per-record pipeline (hello, control punt, deliver, forward, drops) and the
 //!   [`LinkSender`](forward::LinkSender) that builds outgoing link packets.
+//! - [`realtime`]: NM-Strikes, the real-time link protocol (spaced requests and retransmissions
+//!   within a deadline) and the destination's deadline buffer.
 
 pub mod forward;
 pub mod link_monitor;
+pub mod realtime;
