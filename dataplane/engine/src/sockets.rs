@@ -17,6 +17,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -75,7 +76,13 @@ impl NodeSockets {
     }
 }
 
-/// Fails if some socket already holds `addr` (module doc, step 1).
+/// How long an address held by someone else is retried before start-up fails: a data plane
+/// killed a moment ago releases the sockets its io_uring held only when the kernel tears the
+/// ring down, a few milliseconds after the process is gone.
+const IN_USE_GRACE: Duration = Duration::from_secs(2);
+
+/// Fails if some socket already holds `addr` (module doc, step 1), after retrying for
+/// [`IN_USE_GRACE`].
 fn ensure_free(addr: SocketAddr) -> anyhow::Result<()> {
     let plain = SocketOptions {
         reuse_port: false,
@@ -83,13 +90,21 @@ fn ensure_free(addr: SocketAddr) -> anyhow::Result<()> {
         send_buffer: 0,
         gro: false,
     };
-    match bind_udp(addr, &plain) {
-        Ok(_probe) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AddrInUse => bail!(
-            "binding {addr}: the address is in use by another socket (is a data plane for this \
-             node already running?)"
-        ),
-        Err(e) => Err(e).with_context(|| format!("binding {addr}")),
+    let start = std::time::Instant::now();
+    loop {
+        match bind_udp(addr, &plain) {
+            Ok(_probe) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                if start.elapsed() >= IN_USE_GRACE {
+                    bail!(
+                        "binding {addr}: the address is in use by another socket (is a data \
+                         plane for this node already running?)"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding {addr}")),
+        }
     }
 }
 
