@@ -185,10 +185,10 @@ impl HelloRepr {
 pub struct AckBody {
     /// The link protocol whose sequence space this acks.
     pub link_proto: u8,
+    /// The lane of the data this acks (the data's link header lane).
+    pub data_lane: u8,
     /// Reserved, must be zero.
-    pub reserved0: u8,
-    /// Reserved, must be zero.
-    pub reserved1: U16,
+    pub reserved: U16,
     /// Every link sequence up to and including this one was received.
     pub cum_ack: U32,
     /// Bit i set: `cum_ack + 1 + i` was received.
@@ -202,6 +202,8 @@ const _: () = assert!(size_of::<AckBody>() == ACK_BODY_LEN);
 pub struct AckRepr {
     /// The link protocol ([`LinkProto::Reliable`] or [`LinkProto::Realtime`]).
     pub link_proto: LinkProto,
+    /// The lane of the data this acks: each lane of a link has its own sequence space.
+    pub data_lane: u8,
     /// Highest link sequence below which (inclusive) everything was received.
     pub cum_ack: u32,
     /// Bit i: `cum_ack + 1 + i` received.
@@ -212,13 +214,14 @@ impl AckRepr {
     /// Parses an ack record body.
     pub fn parse(body: &[u8]) -> Result<Self, DropReason> {
         let h = exact::<AckBody>(body, "ack.len")?;
-        if h.reserved0 != 0 || h.reserved1.get() != 0 {
+        if h.reserved.get() != 0 {
             return Err(DropReason::ReservedBitsSet {
                 field: "ack.reserved",
             });
         }
         Ok(AckRepr {
             link_proto: feedback_proto(h.link_proto)?,
+            data_lane: h.data_lane,
             cum_ack: h.cum_ack.get(),
             sack: h.sack.get(),
         })
@@ -229,8 +232,8 @@ impl AckRepr {
         check_feedback_proto(self.link_proto)?;
         let view = AckBody {
             link_proto: self.link_proto as u8,
-            reserved0: 0,
-            reserved1: U16::ZERO,
+            data_lane: self.data_lane,
+            reserved: U16::ZERO,
             cum_ack: U32::new(self.cum_ack),
             sack: U64::new(self.sack),
         };
@@ -257,8 +260,10 @@ pub struct NackHead {
     pub link_proto: u8,
     /// Number of link sequences that follow, 1..=[`MAX_NACK_SEQS`].
     pub count: u8,
+    /// The lane of the data this asks for (the data's link header lane).
+    pub data_lane: u8,
     /// Reserved, must be zero.
-    pub reserved: U16,
+    pub reserved: u8,
 }
 
 const _: () = assert!(size_of::<NackHead>() == NACK_HEAD_LEN);
@@ -267,13 +272,14 @@ const _: () = assert!(size_of::<NackHead>() == NACK_HEAD_LEN);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NackRepr {
     link_proto: LinkProto,
+    data_lane: u8,
     count: u8,
     seqs: [u32; MAX_NACK_SEQS],
 }
 
 impl NackRepr {
-    /// A nack for `seqs`, or `None` if the list is empty or longer than [`MAX_NACK_SEQS`], or
-    /// the protocol has no link feedback.
+    /// A nack for `seqs` on data lane 0 (see [`NackRepr::with_data_lane`]), or `None` if the
+    /// list is empty or longer than [`MAX_NACK_SEQS`], or the protocol has no link feedback.
     pub fn new(link_proto: LinkProto, seqs: &[u32]) -> Option<Self> {
         if seqs.is_empty()
             || seqs.len() > MAX_NACK_SEQS
@@ -285,6 +291,7 @@ impl NackRepr {
         all[..seqs.len()].copy_from_slice(seqs);
         Some(NackRepr {
             link_proto,
+            data_lane: 0,
             count: seqs.len() as u8,
             seqs: all,
         })
@@ -293,6 +300,17 @@ impl NackRepr {
     /// The link protocol.
     pub fn link_proto(&self) -> LinkProto {
         self.link_proto
+    }
+
+    /// The same nack for the data of lane `lane`.
+    pub fn with_data_lane(mut self, lane: u8) -> Self {
+        self.data_lane = lane;
+        self
+    }
+
+    /// The lane of the data this asks for: each lane of a link has its own sequence space.
+    pub fn data_lane(&self) -> u8 {
+        self.data_lane
     }
 
     /// The missing link sequences.
@@ -316,7 +334,7 @@ impl NackRepr {
                 value: count as u64,
             });
         }
-        if h.reserved.get() != 0 {
+        if h.reserved != 0 {
             return Err(DropReason::ReservedBitsSet {
                 field: "nack.reserved",
             });
@@ -335,6 +353,7 @@ impl NackRepr {
         }
         Ok(NackRepr {
             link_proto,
+            data_lane: h.data_lane,
             count: h.count,
             seqs,
         })
@@ -347,7 +366,8 @@ impl NackRepr {
         let head = NackHead {
             link_proto: self.link_proto as u8,
             count: self.count,
-            reserved: U16::ZERO,
+            data_lane: self.data_lane,
+            reserved: 0,
         };
         let at = write_view(&head, buf)?;
         for (chunk, seq) in buf[at..len].chunks_exact_mut(4).zip(self.seqs()) {

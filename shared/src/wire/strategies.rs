@@ -116,18 +116,29 @@ fn arb_feedback_proto() -> impl Strategy<Value = LinkProto> {
 }
 
 pub(crate) fn arb_ack() -> impl Strategy<Value = AckRepr> {
-    (arb_feedback_proto(), any::<u32>(), any::<u64>()).prop_map(|(link_proto, cum_ack, sack)| {
-        AckRepr {
+    (
+        arb_feedback_proto(),
+        any::<u8>(),
+        any::<u32>(),
+        any::<u64>(),
+    )
+        .prop_map(|(link_proto, data_lane, cum_ack, sack)| AckRepr {
             link_proto,
+            data_lane,
             cum_ack,
             sack,
-        }
-    })
+        })
 }
 
 pub(crate) fn arb_nack() -> impl Strategy<Value = NackRepr> {
-    (arb_feedback_proto(), vec(any::<u32>(), 1..=MAX_NACK_SEQS))
-        .prop_filter_map("nack", |(p, seqs)| NackRepr::new(p, &seqs))
+    (
+        arb_feedback_proto(),
+        any::<u8>(),
+        vec(any::<u32>(), 1..=MAX_NACK_SEQS),
+    )
+        .prop_filter_map("nack", |(p, lane, seqs)| {
+            NackRepr::new(p, &seqs).map(|n| n.with_data_lane(lane))
+        })
 }
 
 pub(crate) fn arb_control_kind() -> impl Strategy<Value = ControlKind> {

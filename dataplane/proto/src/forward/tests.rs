@@ -428,6 +428,7 @@ fn unsupported_routing_and_protocols_are_counted() {
     let mut w = PacketWriter::new(&mut buf, &header, 512).unwrap();
     let ack = AckRepr {
         link_proto: LinkProto::Reliable,
+        data_lane: 0,
         cum_ack: 3,
         sack: 0,
     };

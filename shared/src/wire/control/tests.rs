@@ -133,6 +133,7 @@ fn ack_golden_and_coverage() {
     ];
     let ack = AckRepr {
         link_proto: LinkProto::Reliable,
+        data_lane: 0,
         cum_ack: 10,
         sack: 0b101,
     };

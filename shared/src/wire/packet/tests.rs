@@ -40,6 +40,7 @@ const GOLDEN: [u8; 64] = [
 fn golden_packet() {
     let ack = AckRepr {
         link_proto: LinkProto::Reliable,
+        data_lane: 0,
         cum_ack: 100,
         sack: 0b11,
     };
@@ -67,6 +68,7 @@ fn golden_packet() {
 fn auth_packets_carry_a_tag_after_the_records() {
     let ack = AckRepr {
         link_proto: LinkProto::Realtime,
+        data_lane: 0,
         cum_ack: 1,
         sack: 0,
     };
