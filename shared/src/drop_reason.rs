@@ -55,11 +55,16 @@ pub enum DropReason {
     Unsupported(&'static str),
     /// A bounded queue was full.
     QueueFull,
+    /// A copy of a sequenced record already passed on (link duplicate suppression), or one too
+    /// old to tell.
+    Duplicate,
+    /// A real-time record that can no longer arrive within its flow's deadline.
+    Late,
 }
 
 impl DropReason {
     /// Number of distinct counter slots (one per variant).
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 16;
 
     /// A dense index per variant for counter arrays.
     pub const fn index(self) -> usize {
@@ -78,6 +83,8 @@ impl DropReason {
             DropReason::NoRoute => 11,
             DropReason::Unsupported(_) => 12,
             DropReason::QueueFull => 13,
+            DropReason::Duplicate => 14,
+            DropReason::Late => 15,
         }
     }
 
@@ -97,6 +104,8 @@ impl DropReason {
         "no_route",
         "unsupported",
         "queue_full",
+        "duplicate",
+        "late",
     ];
 
     /// The counter name of this reason.
@@ -124,6 +133,8 @@ impl fmt::Display for DropReason {
             DropReason::NoRoute => f.write_str("no route"),
             DropReason::Unsupported(what) => write!(f, "unsupported: {what}"),
             DropReason::QueueFull => f.write_str("queue full"),
+            DropReason::Duplicate => f.write_str("duplicate or too old link sequence"),
+            DropReason::Late => f.write_str("past its deadline"),
         }
     }
 }
@@ -134,7 +145,7 @@ mod tests {
 
     #[test]
     fn names_match_indices() {
-        assert_eq!(DropReason::QueueFull.index(), DropReason::COUNT - 1);
+        assert_eq!(DropReason::Late.index(), DropReason::COUNT - 1);
         assert_eq!(DropReason::BadTag.name(), "bad_tag");
         assert_eq!(
             DropReason::Truncated { needed: 1, got: 0 }.name(),

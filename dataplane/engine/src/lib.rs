@@ -14,6 +14,7 @@
 //! `docs/dataplane.md` describes the process as a whole.
 
 pub mod clock;
+pub mod deadline_flows;
 pub mod handoff;
 pub mod links;
 pub mod monitors;

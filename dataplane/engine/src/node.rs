@@ -170,6 +170,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             RoleSetup::Zero(Box::new(ZeroSetup {
                 control: control.take().unwrap_or_default(),
                 handoff: handoff.consumers().context("handoff consumers")?,
+                to_lanes: handoff
+                    .to_workers(&doorbells)
+                    .context("handoff to workers")?,
                 punt: RingProducer::attach(region.clone(), RingId::Punt(0)).context("punt ring")?,
                 punt_wake: punt_wake.clone(),
                 inject: RingConsumer::attach(region.clone(), RingId::Inject(0))
@@ -181,7 +184,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 session: Box::new(move || SessionGlue::bind(&session_path, me, max_payload)),
             }))
         } else {
-            RoleSetup::Other(handoff.producer(index).context("handoff producer")?)
+            RoleSetup::Other(
+                handoff.producer(index).context("handoff producer")?,
+                handoff.from_zero(index).context("handoff from worker 0")?,
+            )
         };
         let setup = WorkerSetup {
             index,

@@ -1,17 +1,19 @@
 //! What the pipeline produces on a worker, and where it goes: [`Out`] implements the sans-IO
 //! pipeline's [`PipelineOutput`] for one worker (hellos to the link monitors and control
 //! envelopes to the punt ring on worker 0, deliveries to the session server or to worker 0's
-//! handoff ring, forwards into tx buffers), and [`send_on_link`] writes one packet for a link
-//! into a tx buffer, on the path the link uses now.
+//! handoff ring, forwards into tx buffers, real-time Nacks to the worker that owns their lane),
+//! and [`send_on_link`] writes one packet for a link into a tx buffer, on the path the link uses
+//! now; [`send_realtime_output`] sends what a worker's `RtLinks` has due (Nacks and copies).
 
 use weft_proto::forward::{LinkSender, LocalDelivery, PipelineOutput};
+use weft_proto::realtime::RtLinks;
 use weft_shared::DropReason;
 use weft_shared::ids::{Incarnation, LinkId, PathId};
 use weft_shared::shm::{Counter, PacketMeta, PushError, RingProducer, WorkerCounters};
 use weft_shared::time::Instant;
-use weft_shared::wire::{HelloRepr, LinkRepr, PriorityClass, peek_class};
+use weft_shared::wire::{HelloRepr, LinkRepr, NackRepr, PriorityClass, RecordFlags, peek_class};
 
-use crate::handoff::{HANDOFF_DELIVER, HandoffProducer};
+use crate::handoff::{HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HandoffProducer};
 use crate::links::{LinkTraffic, Links};
 use crate::monitors::Monitors;
 use crate::session_glue::SessionGlue;
@@ -80,6 +82,8 @@ pub(crate) struct Out<'a> {
     pub(crate) sender: &'a mut LinkSender,
     pub(crate) links: &'a Links,
     pub(crate) counters: &'a WorkerCounters,
+    /// The worker's real-time link state (its lane).
+    pub(crate) rt: &'a mut RtLinks,
     pub(crate) role: RoleOut<'a>,
 }
 
@@ -88,6 +92,8 @@ pub(crate) enum RoleOut<'a> {
         monitors: &'a mut Monitors,
         punt: &'a mut RingProducer,
         session: &'a mut SessionGlue,
+        /// Rings to workers 1.. (index k − 1), for Nacks of their lanes.
+        to_lanes: &'a mut [HandoffProducer],
     },
     Other {
         handoff: &'a mut HandoffProducer,
@@ -125,18 +131,24 @@ impl PipelineOutput for Out<'_> {
 
     fn deliver(&mut self, _rx: &LinkRepr, delivery: &LocalDelivery<'_>, record_body: &[u8]) {
         let result = match &mut self.role {
-            RoleOut::Zero { session, .. } => session.deliver(delivery).map(|()| {
-                self.counters.add(Counter::Delivered, 1);
-            }),
+            RoleOut::Zero { session, .. } => session.deliver(self.now, delivery, self.counters),
             // Worker 0 counts the delivery when it hands it to the client.
-            RoleOut::Other { handoff } => handoff.stage(HANDOFF_DELIVER, record_body),
+            RoleOut::Other { handoff } => {
+                let recovered = delivery.realtime.is_some_and(|r| r.recovered);
+                let flags = if recovered {
+                    HANDOFF_DELIVER_RECOVERED
+                } else {
+                    HANDOFF_DELIVER
+                };
+                handoff.stage(flags, record_body)
+            }
         };
         if let Err(reason) = result {
             self.counters.add_drop(reason, 1);
         }
     }
 
-    fn forward(&mut self, link: LinkId, record_body: &[u8]) {
+    fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]) {
         let meta = PacketMeta {
             link: Some(link),
             path: None,
@@ -149,7 +161,9 @@ impl PipelineOutput for Out<'_> {
             self.worker,
             self.counters,
             meta,
-            |s, buf, link, path, max| s.write_data_record(buf, link, path, record_body, max),
+            |s, buf, link, path, max| {
+                s.write_sequenced_data(buf, link, path, record_body, link_seq, flags, max)
+            },
         );
         match result {
             Ok(()) => self.counters.add(Counter::Forwarded, 1),
@@ -160,4 +174,104 @@ impl PipelineOutput for Out<'_> {
     fn drop_record(&mut self, reason: DropReason) {
         self.counters.add_drop(reason, 1);
     }
+
+    fn realtime(&mut self) -> Option<&mut RtLinks> {
+        Some(self.rt)
+    }
+
+    fn nack(&mut self, rx: &LinkRepr, nack: &NackRepr) {
+        let lane = usize::from(nack.data_lane());
+        let result = if lane == self.worker {
+            self.rt.handle_nack(self.now, rx.link, nack)
+        } else {
+            match &mut self.role {
+                RoleOut::Zero { to_lanes, .. } => hand_nack(to_lanes, lane, rx, nack),
+                // Other workers hand feedback packets to worker 0 before the pipeline sees them.
+                RoleOut::Other { .. } => Err(DropReason::Unsupported("feedback off worker 0")),
+            }
+        };
+        if let Err(reason) = result {
+            self.counters.add_drop(reason, 1);
+        }
+    }
+}
+
+/// Stages a Nack for the worker that owns `lane` (1..) on its ring from worker 0.
+fn hand_nack(
+    to_lanes: &mut [HandoffProducer],
+    lane: usize,
+    rx: &LinkRepr,
+    nack: &NackRepr,
+) -> Result<(), DropReason> {
+    let ring = lane
+        .checked_sub(1)
+        .and_then(|i| to_lanes.get_mut(i))
+        .ok_or(DropReason::BadField {
+            field: "nack.data_lane",
+            value: lane as u64,
+        })?;
+    let mut body = [0u8; 4 + 4 * weft_shared::wire::MAX_NACK_SEQS];
+    let n = nack
+        .emit(&mut body)
+        .map_err(weft_proto::forward::emit_error_drop)?;
+    let meta = PacketMeta {
+        link: Some(rx.link),
+        path: None,
+        flags: HANDOFF_NACK,
+    };
+    ring.stage_meta(meta, &body[..n])
+}
+
+/// Sends what the worker's real-time state has due at `now`: requests (Nack records, in
+/// feedback packets on the link back) and retransmitted copies (data with the `RETRANSMIT` flag).
+pub(crate) fn send_realtime_output(
+    now: Instant,
+    rt: &mut RtLinks,
+    tx: &mut TxQueue,
+    sender: &mut LinkSender,
+    links: &Links,
+    worker: usize,
+    counters: &WorkerCounters,
+) {
+    rt.handle_timeout(now);
+    while let Some((link, nack)) = rt.poll_nack() {
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        let result = send_on_link(
+            tx,
+            sender,
+            links,
+            worker,
+            counters,
+            meta,
+            |s, buf, l, p, max| s.write_nack(buf, l, p, &nack, max),
+        );
+        if let Err(reason) = result {
+            counters.add_drop(reason, 1);
+        }
+    }
+    rt.poll_transmit(now, |link, link_seq, record| {
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        let result = send_on_link(
+            tx,
+            sender,
+            links,
+            worker,
+            counters,
+            meta,
+            |s, buf, l, p, max| {
+                s.write_sequenced_data(buf, l, p, record, link_seq, RecordFlags::RETRANSMIT, max)
+            },
+        );
+        if let Err(reason) = result {
+            counters.add_drop(reason, 1);
+        }
+    });
 }

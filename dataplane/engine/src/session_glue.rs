@@ -5,19 +5,29 @@
 //! client with [`ClientId`] `id`. A message between two clients of this node never touches the
 //! network: the sink queues it (bounded, counted `QueueFull` when full) and it is delivered right
 //! after the client's batch, because the server cannot deliver while it is handing out sends.
+//!
+//! Real-time flows (`LinkProtocol::Realtime`): a client's message leaves with `link_proto` 2,
+//! the flow's strikes, deadline and delivery mode, and the first link's `RtLinks` sender numbers
+//! it and keeps a copy. Arriving at its destination, a real-time message goes into the flow's
+//! deadline buffer ([`DeadlineFlows`]) and reaches the client when the buffer releases it.
 
 use std::ops::Range;
 use std::path::Path;
 
+use std::num::NonZeroU32;
+use std::time::Duration;
+
 use weft_proto::forward::{DEFAULT_TTL, Forwarder, LinkSender, LocalDelivery, NextHop};
+use weft_proto::realtime::{RtLinks, RtMeta};
 use weft_shared::DropReason;
 use weft_shared::ids::{FlowId, Incarnation, NodeId, Port};
-use weft_shared::session::{Destination, ErrorCode, LinkProtocol, RoutingMode};
+use weft_shared::session::{DeliveryMode, Destination, ErrorCode, LinkProtocol, RoutingMode};
 use weft_shared::shm::fib::FibTable;
-use weft_shared::shm::{PacketMeta, WorkerCounters};
+use weft_shared::shm::{Counter, PacketMeta, WorkerCounters};
 use weft_shared::time::Instant;
-use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, Route, Strikes};
+use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, RecordFlags, Route, Strikes};
 
+use crate::deadline_flows::{DeadlineFlows, FlowKey, ReleaseSink};
 use crate::links::Links;
 use crate::output::send_on_link;
 use crate::session::{
@@ -39,6 +49,8 @@ pub struct SessionGlue {
     watches: Vec<Option<WatchId>>,
     closed: Vec<ClientId>,
     flush_pending: bool,
+    /// The destination end of real-time flows.
+    realtime: DeadlineFlows,
 }
 
 impl SessionGlue {
@@ -55,6 +67,7 @@ impl SessionGlue {
             watches: Vec::new(),
             closed: Vec::with_capacity(64),
             flush_pending: false,
+            realtime: DeadlineFlows::new(max_payload as usize),
         })
     }
 
@@ -153,8 +166,43 @@ impl SessionGlue {
         self.flush_pending || self.server.has_pending() || !self.closed.is_empty()
     }
 
-    /// Hands a message to the client bound to its port.
-    pub fn deliver(&mut self, d: &LocalDelivery<'_>) -> Result<(), DropReason> {
+    /// Hands a message to the client bound to its port (counted `Delivered`), or, for a
+    /// real-time flow, to the flow's deadline buffer.
+    pub fn deliver(
+        &mut self,
+        now: Instant,
+        d: &LocalDelivery<'_>,
+        counters: &WorkerCounters,
+    ) -> Result<(), DropReason> {
+        if let Some(rt) = d.realtime {
+            return self.realtime.handle(now, d, rt, counters);
+        }
+        self.deliver_now(d)?;
+        counters.add(Counter::Delivered, 1);
+        Ok(())
+    }
+
+    /// Releases the real-time messages due at `now` to their clients.
+    pub fn poll_realtime(&mut self, now: Instant, counters: &WorkerCounters) {
+        let mut sink = ServerRelease {
+            server: &mut self.server,
+            released: false,
+        };
+        self.realtime.poll(now, &mut sink, counters);
+        self.flush_pending |= sink.released;
+    }
+
+    /// When the next real-time message is due for release.
+    pub fn realtime_timeout(&self) -> Option<Instant> {
+        self.realtime.poll_timeout()
+    }
+
+    /// Logs the counters of the real-time flows still tracked (at exit).
+    pub fn log_realtime(&self) {
+        self.realtime.log_all();
+    }
+
+    fn deliver_now(&mut self, d: &LocalDelivery<'_>) -> Result<(), DropReason> {
         let info = DeliverInfo {
             from_node: d.src,
             from_port: d.src_port,
@@ -166,6 +214,35 @@ impl SessionGlue {
         let result = self.server.deliver(d.dst_port, &info, d.payload);
         self.flush_pending = true;
         result.map_err(|e| deliver_drop(e, d.dst_port))
+    }
+}
+
+/// Released real-time messages go to the session server.
+struct ServerRelease<'a> {
+    server: &'a mut SessionServer,
+    released: bool,
+}
+
+impl ReleaseSink for ServerRelease<'_> {
+    fn release(
+        &mut self,
+        flow: &FlowKey,
+        seq: u64,
+        latency: Duration,
+        payload: &[u8],
+    ) -> Result<(), DropReason> {
+        let info = DeliverInfo {
+            from_node: flow.src,
+            from_port: flow.src_port,
+            flow: flow.flow,
+            seq,
+            age_us: u32::try_from(latency.as_micros()).unwrap_or(u32::MAX),
+            group: None,
+        };
+        self.released = true;
+        self.server
+            .deliver(flow.dst_port, &info, payload)
+            .map_err(|e| deliver_drop(e, flow.dst_port))
     }
 }
 
@@ -254,6 +331,8 @@ pub struct Originate<'a> {
     pub tx: &'a mut TxQueue,
     /// Where same-node messages wait until the batch ends.
     pub local: &'a mut LocalQueue,
+    /// Worker 0's real-time link state (lane 0).
+    pub rt: &'a mut RtLinks,
 }
 
 impl<'a> Originate<'a> {
@@ -273,6 +352,7 @@ impl<'a> Originate<'a> {
         counters: &'a WorkerCounters,
         tx: &'a mut TxQueue,
         local: &'a mut LocalQueue,
+        rt: &'a mut RtLinks,
     ) -> Self {
         Originate {
             now,
@@ -285,9 +365,13 @@ impl<'a> Originate<'a> {
             counters,
             tx,
             local,
+            rt,
         }
     }
 }
+
+/// A real-time record body is encoded here first, so the link sender can keep a copy.
+const RECORD_SCRATCH: usize = 2048;
 
 impl SessionSink for Originate<'_> {
     fn send(&mut self, msg: &OutboundMessage<'_>) -> Result<(), DropReason> {
@@ -308,21 +392,43 @@ impl SessionSink for Originate<'_> {
             }
             NextHop::Link(link) => {
                 let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
+                let service = &msg.service;
+                let realtime = service.protocol == LinkProtocol::Realtime;
                 let data = DataRepr {
                     overlay: OverlayRepr {
                         route: Route::Unicast(node),
                         ttl: DEFAULT_TTL,
-                        link_proto: LinkProto::BestEffort,
-                        delivery: Delivery::AsSoonAsOrdered,
+                        link_proto: if realtime {
+                            LinkProto::Realtime
+                        } else {
+                            LinkProto::BestEffort
+                        },
+                        delivery: match service.delivery {
+                            DeliveryMode::AtDeadline if realtime => Delivery::AtDeadline,
+                            _ => Delivery::AsSoonAsOrdered,
+                        },
                         priority: 0,
-                        strikes: Strikes::NONE,
+                        strikes: if realtime {
+                            Strikes::new(service.strikes.n, service.strikes.m).ok_or(
+                                DropReason::BadField {
+                                    field: "flow.strikes",
+                                    value: service.strikes.n.max(service.strikes.m).into(),
+                                },
+                            )?
+                        } else {
+                            Strikes::NONE
+                        },
                         src: self.node,
                         src_port: msg.src_port,
                         dst_port: port,
                         src_incarnation: self.incarnation,
                         flow: msg.flow,
                         seq: msg.seq,
-                        deadline_us: None,
+                        deadline_us: if realtime {
+                            NonZeroU32::new(service.deadline_us)
+                        } else {
+                            None
+                        },
                         age_us: delay,
                     },
                     fragment: None,
@@ -333,6 +439,34 @@ impl SessionSink for Originate<'_> {
                     path: None,
                     flags: 0,
                 };
+                if !realtime {
+                    return send_on_link(
+                        self.tx,
+                        self.sender,
+                        self.links,
+                        0,
+                        self.counters,
+                        meta,
+                        |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
+                    );
+                }
+                // Real time: encode the record body, let the link's sender number it and keep
+                // a copy, then send it.
+                let mut body = [0u8; RECORD_SCRATCH];
+                let n = data
+                    .emit(&mut body)
+                    .map_err(weft_proto::forward::emit_error_drop)?;
+                let body = &body[..n];
+                let one_way = Duration::from_micros(u64::from(delay));
+                let remaining = service.deadline_us.saturating_sub(delay);
+                let rt_meta = RtMeta {
+                    strikes: data.overlay.strikes,
+                    deadline: self
+                        .now
+                        .saturating_add(one_way)
+                        .saturating_add(Duration::from_micros(u64::from(remaining))),
+                };
+                let link_seq = self.rt.send(self.now, link, one_way, rt_meta, body)?;
                 send_on_link(
                     self.tx,
                     self.sender,
@@ -340,7 +474,17 @@ impl SessionSink for Originate<'_> {
                     0,
                     self.counters,
                     meta,
-                    |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
+                    |s, buf, link, path, max| {
+                        s.write_sequenced_data(
+                            buf,
+                            link,
+                            path,
+                            body,
+                            link_seq,
+                            RecordFlags::NONE,
+                            max,
+                        )
+                    },
                 )
             }
         }
@@ -353,9 +497,11 @@ impl SessionSink for Originate<'_> {
         dst: Destination,
         service: &FlowService,
     ) -> Result<(), ErrorCode> {
-        // Only what this data plane runs today: best effort, link-state unicast.
-        let supported = service.protocol == LinkProtocol::BestEffort
-            && service.routing == RoutingMode::LinkState
+        // Only what this data plane runs today: best effort and real time, link-state unicast.
+        let supported = matches!(
+            service.protocol,
+            LinkProtocol::BestEffort | LinkProtocol::Realtime
+        ) && service.routing == RoutingMode::LinkState
             && matches!(dst, Destination::Node { .. });
         if supported {
             Ok(())

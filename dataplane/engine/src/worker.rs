@@ -21,7 +21,11 @@
 //!    server (worker 0) or to worker 0's handoff ring (other workers). Then every buffer goes
 //!    back to the ring.
 //! 5. Worker 0 then drains the handoff rings, the session sockets, the inject ring and its link
-//!    monitors' timers (sending hellos), and writes link statistics on events and every 100 ms.
+//!    monitors' timers (sending hellos), releases real-time messages whose time has come, and
+//!    writes link statistics on events and every 100 ms.
+//! 6. Every worker runs its lane's real-time link state ([`RtLinks`], NM-Strikes): Nacks that
+//!    worker 0 handed over (other workers), then due requests (Nack records out) and due
+//!    retransmissions (copies out). Its timers bound the sleep of step 1.
 //!
 //! Nothing here allocates per packet, takes a lock or makes a syscall per packet: buffers are
 //! sized at start-up, counters are single-writer atomics in shared memory. Every 100 ms each
@@ -48,6 +52,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use weft_proto::forward::{Forwarder, LinkSender, LocalDelivery};
+use weft_proto::realtime::{RtLinks, RtLinksLimits, RtTotals};
 use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::shm::fib::FibTable;
@@ -56,12 +61,15 @@ use weft_shared::shm::{
     WorkerCounters,
 };
 use weft_shared::time::Instant;
+use weft_shared::wire::NackRepr;
 
 use crate::clock;
-use crate::handoff::{HANDOFF_DATAGRAM, HANDOFF_DELIVER, HandoffProducer};
+use crate::handoff::{
+    HANDOFF_DATAGRAM, HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HandoffProducer,
+};
 use crate::links::Links;
 use crate::monitors::Monitors;
-use crate::output::{Out, RoleOut, count_in, send_on_link};
+use crate::output::{Out, RoleOut, count_in, send_on_link, send_realtime_output};
 use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
@@ -134,8 +142,8 @@ pub struct WorkerSetup {
 pub enum RoleSetup {
     /// Worker 0.
     Zero(Box<ZeroSetup>),
-    /// Any other worker: its ring to worker 0.
-    Other(HandoffProducer),
+    /// Any other worker: its ring to worker 0 and worker 0's ring to it.
+    Other(HandoffProducer, RingConsumer),
 }
 
 /// Worker 0's extra inputs.
@@ -144,6 +152,8 @@ pub struct ZeroSetup {
     pub control: Vec<UdpSocket>,
     /// Consumer ends of the other workers' handoff rings.
     pub handoff: Vec<RingConsumer>,
+    /// Producer ends of the rings to the other workers (index k − 1 for worker k).
+    pub to_lanes: Vec<HandoffProducer>,
     /// Producer end of the punt ring.
     pub punt: RingProducer,
     /// The punt ring's eventfd (written when the control plane sleeps).
@@ -201,6 +211,10 @@ struct Worker {
     empty_fib: Box<FibTable>,
     /// Each Weft packet is copied here from its receive buffer before the pipeline runs on it.
     scratch: Box<[u8]>,
+    /// The lane's NM-Strikes state on every link.
+    rt: RtLinks,
+    /// `rt`'s totals already added to the counters.
+    rt_counted: RtTotals,
     rx: RxBatch,
     gro: bool,
     stop: Arc<AtomicBool>,
@@ -222,12 +236,13 @@ struct Worker {
 
 enum Role {
     Zero(Box<Zero>),
-    Other(HandoffProducer),
+    Other(HandoffProducer, RingConsumer),
 }
 
 struct Zero {
     monitors: Monitors,
     handoff: Vec<RingConsumer>,
+    to_lanes: Vec<HandoffProducer>,
     punt: RingProducer,
     punt_wake: Arc<EventFd>,
     inject: RingConsumer,
@@ -292,7 +307,7 @@ impl Worker {
             .context("watching the doorbell")?;
         let now = clock::now();
         let role = match role {
-            RoleSetup::Other(p) => Role::Other(p),
+            RoleSetup::Other(p, c) => Role::Other(p, c),
             RoleSetup::Zero(z) => {
                 let z = *z;
                 driver
@@ -313,6 +328,7 @@ impl Worker {
                 Role::Zero(Box::new(Zero {
                     monitors,
                     handoff: z.handoff,
+                    to_lanes: z.to_lanes,
                     punt: z.punt,
                     punt_wake: z.punt_wake,
                     inject: z.inject,
@@ -327,6 +343,13 @@ impl Worker {
             }
         };
         let lane = u8::try_from(setup.index).context("more than 256 workers")?;
+        let rt = RtLinks::new(
+            setup
+                .links
+                .iter()
+                .map(|l| (l.id, Duration::from_micros(u64::from(l.one_way_delay_us())))),
+            RtLinksLimits::default(),
+        );
         let worker = Worker {
             index: setup.index,
             incarnation: setup.incarnation,
@@ -337,6 +360,8 @@ impl Worker {
             fib,
             empty_fib: FibTable::new_boxed(),
             scratch: vec![0u8; buf_payload as usize].into_boxed_slice(),
+            rt,
+            rt_counted: RtTotals::default(),
             rx: RxBatch::new(driver.buffers()),
             gro: setup.gro,
             stop: setup.stop,
@@ -362,7 +387,7 @@ impl Worker {
         let mut rang = false;
         let mut readable_tokens = match &mut self.role {
             Role::Zero(z) => Some(&mut z.readable),
-            Role::Other(_) => None,
+            Role::Other(..) => None,
         };
         driver.run_once(Some(timeout), |_tx, event| match event {
             Event::Datagram(d) => rx.sort(&d, before, counters),
@@ -387,8 +412,14 @@ impl Worker {
         if let Role::Zero(_) = self.role {
             self.worker0_turn(now, driver);
         }
-        if let Role::Other(p) = &mut self.role {
-            p.publish().context("ringing worker 0's doorbell")?;
+        self.realtime_turn(now, driver);
+        match &mut self.role {
+            Role::Other(p, _) => p.publish().context("ringing worker 0's doorbell")?,
+            Role::Zero(z) => {
+                for p in &mut z.to_lanes {
+                    p.publish().context("ringing a worker's doorbell")?;
+                }
+            }
         }
         // Datagrams the driver lost: too long for a receive buffer, nonsense completions, send
         // errors.
@@ -402,8 +433,55 @@ impl Worker {
         if now >= self.socket_drops_due {
             self.socket_drops_due = now.saturating_add(STATS_INTERVAL);
             self.read_socket_drops(driver);
+            self.count_realtime();
         }
         Ok(())
+    }
+
+    /// The lane's real-time link work: Nacks worker 0 handed over, then what is due.
+    fn realtime_turn(&mut self, now: Instant, driver: &mut UdpDriver) {
+        if let Role::Other(_, from_zero) = &mut self.role {
+            let rt = &mut self.rt;
+            let counters = &self.counters;
+            from_zero.pop_burst(RING_BURST, |meta, bytes| {
+                let result = match (meta.flags, meta.link) {
+                    (HANDOFF_NACK, Some(link)) => {
+                        NackRepr::parse(bytes).and_then(|n| rt.handle_nack(now, link, &n))
+                    }
+                    _ => Err(weft_shared::DropReason::BadField {
+                        field: "handoff.flags",
+                        value: meta.flags.into(),
+                    }),
+                };
+                if let Err(reason) = result {
+                    counters.add_drop(reason, 1);
+                }
+            });
+        }
+        send_realtime_output(
+            now,
+            &mut self.rt,
+            driver.tx(),
+            &mut self.sender,
+            &self.links,
+            self.index,
+            &self.counters,
+        );
+    }
+
+    /// Adds what the lane's real-time state counted since the last call to the counters.
+    fn count_realtime(&mut self) {
+        let t = self.rt.totals();
+        let before = self.rt_counted;
+        self.counters.add(
+            Counter::RtRetransmitted,
+            t.retransmitted.saturating_sub(before.retransmitted),
+        );
+        self.counters.add(
+            Counter::RtRequested,
+            t.requested.saturating_sub(before.requested),
+        );
+        self.rt_counted = t;
     }
 
     /// Adds what the kernel dropped at the sockets (receive buffer full) since the last reading
@@ -433,6 +511,24 @@ impl Worker {
     /// One line on stderr when the worker stops: what it received and what was lost on the way.
     fn report(&mut self, driver: &UdpDriver) {
         self.read_socket_drops(driver);
+        self.count_realtime();
+        let rt = self.rt.totals();
+        if rt.sent + rt.requested + rt.suppressed > 0 {
+            eprintln!(
+                "weft-dataplane: worker {} real-time links: sent {}, retransmitted {}, expired {}; \
+                 received: requested {}, recovered {}, duplicates suppressed {}",
+                self.index,
+                rt.sent,
+                rt.retransmitted,
+                rt.expired,
+                rt.requested,
+                rt.recovered,
+                rt.suppressed
+            );
+        }
+        if let Role::Zero(z) = &self.role {
+            z.session.log_realtime();
+        }
         let RxTotals {
             packets,
             coalesced,
@@ -460,11 +556,28 @@ impl Worker {
     /// How long `run_once` may block; worker 0 also announces sleep on the rings it consumes
     /// (and does not block if one of them has items).
     fn prepare_sleep(&mut self, now: Instant, driver: &UdpDriver) -> Duration {
-        let Role::Zero(z) = &mut self.role else {
-            return IDLE_TIMEOUT;
+        let rt_due = self.rt.poll_timeout();
+        let z = match &mut self.role {
+            Role::Zero(z) => z,
+            Role::Other(_, from_zero) => {
+                let mut timeout = rt_due
+                    .map_or(IDLE_TIMEOUT, |t| t.saturating_duration_since(now))
+                    .min(IDLE_TIMEOUT);
+                if !from_zero.prepare_sleep() {
+                    timeout = Duration::ZERO;
+                }
+                return timeout;
+            }
         };
         let mut next = z.stats_due;
-        if let Some(t) = z.monitors.next_timeout() {
+        for t in [
+            z.monitors.next_timeout(),
+            rt_due,
+            z.session.realtime_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             next = next.min(t);
         }
         let mut timeout = next.saturating_duration_since(now).min(IDLE_TIMEOUT);
@@ -482,11 +595,14 @@ impl Worker {
     }
 
     fn finish_sleep(&mut self) {
-        if let Role::Zero(z) = &mut self.role {
-            z.inject.finish_sleep();
-            for ring in &mut z.handoff {
-                ring.finish_sleep();
+        match &mut self.role {
+            Role::Zero(z) => {
+                z.inject.finish_sleep();
+                for ring in &mut z.handoff {
+                    ring.finish_sleep();
+                }
             }
+            Role::Other(_, from_zero) => from_zero.finish_sleep(),
         }
     }
 
@@ -499,7 +615,7 @@ impl Worker {
             driver,
             &mut self.scratch,
             |driver, packet| match &mut self.role {
-                Role::Other(p) => {
+                Role::Other(p, _) => {
                     if let Err(reason) = p.stage(HANDOFF_DATAGRAM, packet) {
                         self.counters.add_drop(reason, 1);
                     }
@@ -513,10 +629,12 @@ impl Worker {
                         sender: &mut self.sender,
                         links: &self.links,
                         counters: &self.counters,
+                        rt: &mut self.rt,
                         role: RoleOut::Zero {
                             monitors: &mut z.monitors,
                             punt: &mut z.punt,
                             session: &mut z.session,
+                            to_lanes: &mut z.to_lanes,
                         },
                     };
                     let n = packet.len();
@@ -543,11 +661,12 @@ impl Worker {
         self.rx
             .handle_data(driver, &mut self.scratch, |driver, rx_at, packet| {
                 let role = match &mut self.role {
-                    Role::Other(p) => RoleOut::Other { handoff: p },
+                    Role::Other(p, _) => RoleOut::Other { handoff: p },
                     Role::Zero(z) => RoleOut::Zero {
                         monitors: &mut z.monitors,
                         punt: &mut z.punt,
                         session: &mut z.session,
+                        to_lanes: &mut z.to_lanes,
                     },
                 };
                 let mut out = Out {
@@ -558,6 +677,7 @@ impl Worker {
                     sender: &mut self.sender,
                     links: &self.links,
                     counters: &self.counters,
+                    rt: &mut self.rt,
                     role,
                 };
                 let n = packet.len();
@@ -587,13 +707,17 @@ impl Worker {
             let sender = &mut self.sender;
             let tx = driver.tx();
             let (monitors, punt, session) = (&mut z.monitors, &mut z.punt, &mut z.session);
+            let to_lanes = &mut z.to_lanes;
+            let rt = &mut self.rt;
             let incarnation = self.incarnation;
             let worker = self.index;
             ring.pop_burst(RING_BURST, |meta, bytes| {
-                if meta.flags == HANDOFF_DELIVER {
-                    match LocalDelivery::parse(bytes).and_then(|d| session.deliver(&d)) {
-                        Ok(()) => counters.add(Counter::Delivered, 1),
-                        Err(reason) => counters.add_drop(reason, 1),
+                if matches!(meta.flags, HANDOFF_DELIVER | HANDOFF_DELIVER_RECOVERED) {
+                    let recovered = meta.flags == HANDOFF_DELIVER_RECOVERED;
+                    let result = LocalDelivery::parse(bytes, recovered)
+                        .and_then(|d| session.deliver(now, &d, counters));
+                    if let Err(reason) = result {
+                        counters.add_drop(reason, 1);
                     }
                     return;
                 }
@@ -607,10 +731,12 @@ impl Worker {
                     sender: &mut *sender,
                     links,
                     counters,
+                    rt: &mut *rt,
                     role: RoleOut::Zero {
                         monitors: &mut *monitors,
                         punt: &mut *punt,
                         session: &mut *session,
+                        to_lanes: &mut *to_lanes,
                     },
                 };
                 forwarder.handle_datagram(now, now, &mut scratch[..n], empty_fib, links, &mut out);
@@ -630,6 +756,7 @@ impl Worker {
                 &self.counters,
                 driver.tx(),
                 &mut z.local,
+                &mut self.rt,
             );
             z.session.handle_clients(&z.readable, &mut sink);
             z.session.deliver_local(&mut z.local, &self.counters);
@@ -659,6 +786,11 @@ impl Worker {
                 }
             });
             z.inject_woken = false;
+        }
+        // Real-time messages whose release time has come.
+        z.session.poll_realtime(now, &self.counters);
+        if z.session.wants_flush() {
+            z.session.flush();
         }
         // Link monitors: timers and hellos.
         z.monitors

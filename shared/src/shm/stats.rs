@@ -310,11 +310,23 @@ pub enum Counter {
     Delivered,
     /// Drops the kernel reported (socket buffer overflows, ring exhaustion).
     KernelDrops,
+    /// Real-time: copies retransmitted on this node's links (NM-Strikes answers).
+    RtRetransmitted,
+    /// Real-time: link sequences requested from neighbours (entries of Nacks sent).
+    RtRequested,
+    /// Real-time: messages released to local clients by their deadline.
+    RtOnTime,
+    /// Real-time: of those, messages a retransmission on the last link brought.
+    RtRecovered,
+    /// Real-time: messages that arrived at this destination too late and were dropped.
+    RtLate,
+    /// Real-time: messages given up at this destination (never arrived in time).
+    RtLost,
 }
 
 impl Counter {
     /// Number of fixed counters.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 11;
     /// Every fixed counter in row order.
     pub const ALL: [Counter; Self::COUNT] = [
         Counter::Received,
@@ -322,10 +334,27 @@ impl Counter {
         Counter::Forwarded,
         Counter::Delivered,
         Counter::KernelDrops,
+        Counter::RtRetransmitted,
+        Counter::RtRequested,
+        Counter::RtOnTime,
+        Counter::RtRecovered,
+        Counter::RtLate,
+        Counter::RtLost,
     ];
     /// Names in row order, for `weftctl show counters` and JSON.
-    pub const NAMES: [&'static str; Self::COUNT] =
-        ["received", "sent", "forwarded", "delivered", "kernel_drops"];
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "received",
+        "sent",
+        "forwarded",
+        "delivered",
+        "kernel_drops",
+        "rt_retransmitted",
+        "rt_requested",
+        "rt_on_time",
+        "rt_recovered",
+        "rt_late",
+        "rt_lost",
+    ];
 
     /// Position in the row.
     pub const fn index(self) -> usize {

@@ -31,7 +31,7 @@ use weft_shared::ids::{FlowId, Incarnation, LinkId, MAX_PATHS_PER_LINK, NodeId, 
 use weft_shared::shm::fib::{FibBuilder, FibTable};
 use weft_shared::time::Instant;
 use weft_shared::wire::{
-    DataRepr, Delivery, HelloRepr, LinkProto, LinkRepr, OverlayRepr, Route, Strikes,
+    DataRepr, Delivery, HelloRepr, LinkProto, LinkRepr, OverlayRepr, RecordFlags, Route, Strikes,
     WIRE_VERSION_MAX, WIRE_VERSION_MIN,
 };
 
@@ -595,7 +595,7 @@ impl Running {
 
 /// The flow a data record belongs to.
 fn data_class(body: &[u8]) -> Class {
-    match LocalDelivery::parse(body) {
+    match LocalDelivery::parse(body, false) {
         Ok(d) => Class::Data {
             src: d.src,
             flow: d.flow,
@@ -711,7 +711,10 @@ impl PipelineOutput for Out<'_, '_> {
         });
     }
 
-    fn forward(&mut self, link: LinkId, record_body: &[u8]) {
+    fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]) {
+        // The simulated nodes run no real-time state (`realtime()` is `None`), so only best
+        // effort comes here: no link sequence, no flags.
+        debug_assert_eq!((link_seq, flags), (0, RecordFlags::NONE));
         let class = data_class(record_body);
         let dropped = Output::Drop {
             link: Some(link),

@@ -8,7 +8,8 @@
 //! | Hello   | [`PipelineOutput::hello`]: to the link monitor of the link named in the header |
 //! | Control | [`PipelineOutput::control`]: the envelope is punted to the control plane |
 //! | Data    | TTL and age, then [`PipelineOutput::deliver`] (to this node) or [`PipelineOutput::forward`] (FIB next hop) |
-//! | Ack, Nack | counted drop [`DropReason::Unsupported`] (no link protocol uses them yet) |
+//! | Nack (real-time) | [`PipelineOutput::nack`]: to the lane that sent the data it asks for |
+//! | Ack, Nack (reliable) | counted drop [`DropReason::Unsupported`] (the reliable link is not built yet) |
 //!
 //! Every other outcome is a [`PipelineOutput::drop_record`] with its [`DropReason`]: one per bad
 //! record, or one for the whole datagram when the link header is bad. The sender link and path
@@ -18,6 +19,13 @@
 //! Data records are changed in place (TTL decremented, age increased by the residence time and
 //! the next link's one-way delay) before they are handed to `forward`; the caller copies the
 //! record body into an outgoing packet built with [`LinkSender`].
+//!
+//! Real-time data (`link_proto` 2, NM-Strikes, `docs/realtime.md`) also goes through the
+//! worker's [`RtLinks`] (from [`PipelineOutput::realtime`]): on arrival the receiver of
+//! (link, peer lane) suppresses duplicates and notes gaps; on the way out the sender of the next
+//! link assigns the `link_seq` and keeps a copy for retransmission. A record whose budget is
+//! spent is dropped as [`DropReason::Late`]. An output without real-time state refuses such
+//! records as unsupported.
 //!
 //! # Call order
 //!
@@ -31,15 +39,22 @@ mod sender;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests_realtime;
 
+use core::time::Duration;
 use weft_shared::DropReason;
-use weft_shared::ids::{FlowId, LinkId, NodeId, Port};
+
+use weft_shared::ids::{FlowId, Incarnation, LinkId, NodeId, Port};
 use weft_shared::shm::fib::FibTable;
 use weft_shared::time::Instant;
 use weft_shared::wire::{
-    ControlRepr, DataPacket, HelloRepr, LINK_HEADER_LEN, LinkProto, LinkRepr, RECORD_HEADER_LEN,
-    RecordFlags, RecordKind, RecordRepr, Route,
+    ControlRepr, DataPacket, Delivery, HelloRepr, LINK_HEADER_LEN, LinkProto, LinkRepr, NackRepr,
+    RECORD_HEADER_LEN, RecordFlags, RecordKind, RecordRepr, Route,
 };
+
+use crate::realtime::{RtLinks, RtMeta};
 
 pub use hello::{hello_fields, hello_repr};
 pub use sender::{DEFAULT_TTL, LinkSender, emit_error_drop};
@@ -71,20 +86,49 @@ pub struct LocalDelivery<'a> {
     pub src: NodeId,
     /// The source port.
     pub src_port: Port,
+    /// The source node's data-plane incarnation (flow ids are unique per incarnation).
+    pub src_incarnation: Incarnation,
     /// The flow id chosen by the source node.
     pub flow: FlowId,
     /// The end-to-end sequence number.
     pub seq: u64,
     /// Microseconds accumulated since the source sent it.
     pub age_us: u32,
+    /// What the destination's deadline buffer needs, for a real-time flow.
+    pub realtime: Option<RtDelivery>,
     /// The application's bytes.
     pub payload: &'a [u8],
 }
 
+/// The service of a real-time message, from its overlay header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtDelivery {
+    /// The flow's deadline in microseconds after origin.
+    pub deadline_us: u32,
+    /// Release at the deadline or as soon as order allows.
+    pub delivery: Delivery,
+    /// A retransmission on the last link brought it.
+    pub recovered: bool,
+}
+
+impl RtDelivery {
+    fn of(o: &weft_shared::wire::OverlayRepr, recovered: bool) -> Option<Self> {
+        if o.link_proto != LinkProto::Realtime {
+            return None;
+        }
+        Some(RtDelivery {
+            deadline_us: o.deadline_us.map_or(0, |d| d.get()),
+            delivery: o.delivery,
+            recovered,
+        })
+    }
+}
+
 impl<'a> LocalDelivery<'a> {
     /// Reads the delivery out of a data record body (as handed to
-    /// [`PipelineOutput::deliver`], e.g. after a hop between workers).
-    pub fn parse(record_body: &'a [u8]) -> Result<Self, DropReason> {
+    /// [`PipelineOutput::deliver`], e.g. after a hop between workers); `recovered` is what the
+    /// record's flags said (it is not in the body).
+    pub fn parse(record_body: &'a [u8], recovered: bool) -> Result<Self, DropReason> {
         let data = DataPacket::new_checked(record_body)?;
         let o = *data.overlay();
         let (_, _, payload) = data.into_parts();
@@ -92,9 +136,11 @@ impl<'a> LocalDelivery<'a> {
             dst_port: o.dst_port,
             src: o.src,
             src_port: o.src_port,
+            src_incarnation: o.src_incarnation,
             flow: o.flow,
             seq: o.seq,
             age_us: o.age_us,
+            realtime: RtDelivery::of(&o, recovered),
             payload,
         })
     }
@@ -108,10 +154,22 @@ pub trait PipelineOutput {
     fn control(&mut self, rx: &LinkRepr, envelope: &[u8]);
     /// A data record for a local port; `record_body` is the whole (checked) data record body.
     fn deliver(&mut self, rx: &LinkRepr, delivery: &LocalDelivery<'_>, record_body: &[u8]);
-    /// A data record to send on `link`, TTL and age already updated in `record_body`.
-    fn forward(&mut self, link: LinkId, record_body: &[u8]);
+    /// A data record to send on `link`, TTL and age already updated in `record_body`, with the
+    /// record header's `link_seq` and `flags` (0 and none for best effort).
+    fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]);
     /// A record (or a whole datagram) dropped for `reason`.
     fn drop_record(&mut self, reason: DropReason);
+    /// The worker's real-time link state, if it runs NM-Strikes; without it real-time data is
+    /// refused as unsupported.
+    fn realtime(&mut self) -> Option<&mut RtLinks> {
+        None
+    }
+    /// A real-time Nack from the neighbour on `rx.link`, for the data of lane
+    /// `nack.data_lane()`. The default refuses it.
+    fn nack(&mut self, rx: &LinkRepr, nack: &NackRepr) {
+        let _ = (rx, nack);
+        self.drop_record(DropReason::Unsupported("real-time feedback"));
+    }
 }
 
 /// The forwarding decision for a destination node.
@@ -175,10 +233,10 @@ impl Forwarder {
                 return None;
             }
         };
-        let residence_us = duration_us(now.saturating_duration_since(rx_at));
+        let times = Times { rx_at, now };
         let mut at = LINK_HEADER_LEN;
         while at < datagram.len() {
-            match self.handle_record(&rx, residence_us, &mut datagram[at..], fib, links, out) {
+            match self.handle_record(&rx, times, &mut datagram[at..], fib, links, out) {
                 Ok(used) => at += used,
                 Err(reason) => {
                     // A bad record header: the rest of the body cannot be delimited.
@@ -228,7 +286,7 @@ impl Forwarder {
     fn handle_record(
         &self,
         rx: &LinkRepr,
-        residence_us: u32,
+        times: Times,
         rest: &mut [u8],
         fib: &FibTable,
         links: &impl LinkTable,
@@ -249,8 +307,16 @@ impl Forwarder {
         let result = match header.kind {
             RecordKind::Hello => HelloRepr::parse(body).map(|hello| out.hello(rx, &hello)),
             RecordKind::Control => ControlRepr::parse(body).map(|_| out.control(rx, body)),
-            RecordKind::Data => self.handle_data(rx, &header, residence_us, body, fib, links, out),
-            RecordKind::Ack | RecordKind::Nack => Err(DropReason::Unsupported("link feedback")),
+            RecordKind::Data => self.handle_data(rx, &header, times, body, fib, links, out),
+            RecordKind::Nack => NackRepr::parse(body).and_then(|nack| {
+                if nack.link_proto() == LinkProto::Realtime {
+                    out.nack(rx, &nack);
+                    Ok(())
+                } else {
+                    Err(DropReason::Unsupported("reliable link feedback"))
+                }
+            }),
+            RecordKind::Ack => Err(DropReason::Unsupported("reliable link feedback")),
         };
         if let Err(reason) = result {
             out.drop_record(reason);
@@ -266,31 +332,38 @@ impl Forwarder {
         &self,
         rx: &LinkRepr,
         header: &RecordRepr,
-        residence_us: u32,
+        times: Times,
         body: &mut [u8],
         fib: &FibTable,
         links: &impl LinkTable,
         out: &mut impl PipelineOutput,
     ) -> Result<(), DropReason> {
+        let residence_us = duration_us(times.now.saturating_duration_since(times.rx_at));
         let mut data = DataPacket::new_checked(&mut *body)?;
         let overlay = *data.overlay();
-        if overlay.link_proto != LinkProto::BestEffort {
-            return Err(DropReason::Unsupported(
-                "link protocols other than best effort",
-            ));
-        }
-        // Best effort has no link sequence and never retransmits (docs/wire.md).
-        if header.link_seq != 0 {
-            return Err(DropReason::BadField {
-                field: "record.link_seq",
-                value: header.link_seq.into(),
-            });
-        }
-        if header.flags != RecordFlags::NONE {
-            return Err(DropReason::ReservedBitsSet {
-                field: "record.flags",
-            });
-        }
+        let realtime = match overlay.link_proto {
+            LinkProto::BestEffort => {
+                // Best effort has no link sequence and never retransmits (docs/wire.md).
+                if header.link_seq != 0 {
+                    return Err(DropReason::BadField {
+                        field: "record.link_seq",
+                        value: header.link_seq.into(),
+                    });
+                }
+                if header.flags != RecordFlags::NONE {
+                    return Err(DropReason::ReservedBitsSet {
+                        field: "record.flags",
+                    });
+                }
+                false
+            }
+            LinkProto::Realtime => true,
+            _ => {
+                return Err(DropReason::Unsupported(
+                    "link protocols other than best effort and real-time",
+                ));
+            }
+        };
         if data.fragment().is_some() {
             return Err(DropReason::Unsupported("fragmented messages"));
         }
@@ -300,6 +373,32 @@ impl Forwarder {
             Route::Anycast(_) => return Err(DropReason::Unsupported("anycast")),
             Route::SourceRouted { .. } => return Err(DropReason::Unsupported("source routing")),
         };
+        let retransmission = header.flags == RecordFlags::RETRANSMIT;
+        if realtime {
+            // The budget left on arrival here: the age already counts the link just crossed.
+            let remaining = data.header().remaining_us().ok_or(DropReason::BadField {
+                field: "overlay.deadline_us",
+                value: 0,
+            })?;
+            let one_way = links.link(rx.link).map_or(0, |l| l.one_way_delay_us);
+            let meta = RtMeta {
+                strikes: overlay.strikes,
+                deadline: times.rx_at.saturating_add(us(remaining)),
+            };
+            let rt = out
+                .realtime()
+                .ok_or(DropReason::Unsupported("real-time flows on this node"))?;
+            rt.receive(
+                times.rx_at,
+                rx.link,
+                rx.lane,
+                rx.sender_incarnation,
+                us(one_way),
+                header.link_seq,
+                meta,
+                retransmission,
+            )?;
+        }
         match self.next_hop(dst, fib, links)? {
             NextHop::Local => {
                 let h = data.header_mut();
@@ -310,9 +409,11 @@ impl Forwarder {
                     dst_port: overlay.dst_port,
                     src: overlay.src,
                     src_port: overlay.src_port,
+                    src_incarnation: overlay.src_incarnation,
                     flow: overlay.flow,
                     seq: overlay.seq,
                     age_us,
+                    realtime: RtDelivery::of(&overlay, retransmission),
                     payload: payload_of(body, payload_len),
                 };
                 out.deliver(rx, &delivery, body);
@@ -322,11 +423,45 @@ impl Forwarder {
                 let h = data.header_mut();
                 h.decrement_ttl()?;
                 h.add_age_us(residence_us.saturating_add(delay));
-                out.forward(link, body);
+                if !realtime {
+                    out.forward(link, 0, RecordFlags::NONE, body);
+                    return Ok(());
+                }
+                let remaining = h.remaining_us().unwrap_or(0);
+                if remaining == 0 {
+                    return Err(DropReason::Late);
+                }
+                let strikes = h.strikes;
+                let rt = out
+                    .realtime()
+                    .ok_or(DropReason::Unsupported("real-time flows on this node"))?;
+                let one_way = us(delay);
+                // The latest useful arrival at the far end: the age counts the link ahead.
+                let meta = RtMeta {
+                    strikes: weft_shared::wire::Strikes::from_byte(strikes),
+                    deadline: times
+                        .now
+                        .saturating_add(one_way)
+                        .saturating_add(us(remaining)),
+                };
+                let link_seq = rt.send(times.now, link, one_way, meta, body)?;
+                out.forward(link, link_seq, RecordFlags::NONE, body);
             }
         }
         Ok(())
     }
+}
+
+/// When the datagram being handled was received, and the engine's batch time.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    rx_at: Instant,
+    now: Instant,
+}
+
+/// Microseconds as a duration.
+fn us(us: u32) -> Duration {
+    Duration::from_micros(u64::from(us))
 }
 
 /// The payload at the end of a checked data record body.

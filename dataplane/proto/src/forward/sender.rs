@@ -5,8 +5,8 @@
 use weft_shared::DropReason;
 use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS, NodeId, PathId};
 use weft_shared::wire::{
-    ControlRepr, DataRepr, EmitError, HelloRepr, LinkRepr, PacketType, PacketWriter, RecordFlags,
-    RecordKind,
+    ControlRepr, DataRepr, EmitError, HelloRepr, LinkRepr, NackRepr, PacketType, PacketWriter,
+    RecordFlags, RecordKind,
 };
 
 /// The TTL a locally originated data packet starts with: more hops than any sane overlay path.
@@ -121,6 +121,47 @@ impl LinkSender {
         max_len: usize,
     ) -> Result<usize, DropReason> {
         self.write_record(buf, link, path, RecordKind::Data, record_body, max_len)
+    }
+
+    /// Like [`LinkSender::write_data_record`] for a link protocol with sequences: the record
+    /// header carries `link_seq` and `flags` ([`RecordFlags::RETRANSMIT`] on a copy).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the record header's fields, passed through"
+    )]
+    pub fn write_sequenced_data(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        record_body: &[u8],
+        link_seq: u32,
+        flags: RecordFlags,
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        let header = self.next_header(link, path, PacketType::Data)?;
+        let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
+        w.records()
+            .push_bytes(RecordKind::Data, flags, link_seq, record_body)
+            .map_err(emit_error_drop)?;
+        w.finish().map_err(emit_error_drop)
+    }
+
+    /// Writes a feedback packet carrying one Nack record into `buf`; returns its length.
+    pub fn write_nack(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        nack: &NackRepr,
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        let header = self.next_header(link, path, PacketType::Feedback)?;
+        let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
+        w.records()
+            .push(RecordFlags::NONE, 0, nack)
+            .map_err(emit_error_drop)?;
+        w.finish().map_err(emit_error_drop)
     }
 
     /// Writes a data packet with one record encoded from `data` (a locally originated message)

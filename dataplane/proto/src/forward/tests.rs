@@ -94,11 +94,16 @@ impl PipelineOutput for Recorder {
     }
     fn deliver(&mut self, _rx: &LinkRepr, d: &LocalDelivery<'_>, record_body: &[u8]) {
         // The record body handed along parses to the same delivery (the cross-worker path).
-        assert_eq!(LocalDelivery::parse(record_body).unwrap(), *d);
+        assert_eq!(LocalDelivery::parse(record_body, false).unwrap(), *d);
         self.delivered
             .push((d.dst_port, d.src, d.seq, d.age_us, d.payload.to_vec()));
     }
-    fn forward(&mut self, link: LinkId, record_body: &[u8]) {
+    fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]) {
+        assert_eq!(
+            (link_seq, flags),
+            (0, RecordFlags::NONE),
+            "best effort only"
+        );
         self.forwarded.push((link, record_body.to_vec()));
     }
     fn drop_record(&mut self, reason: DropReason) {
@@ -436,7 +441,7 @@ fn unsupported_routing_and_protocols_are_counted() {
     let n = w.finish().unwrap();
     assert_eq!(
         run(&mut buf[..n]).drops,
-        [DropReason::Unsupported("link feedback")]
+        [DropReason::Unsupported("reliable link feedback")]
     );
 }
 

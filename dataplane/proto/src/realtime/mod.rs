@@ -83,6 +83,7 @@
 
 mod deadline;
 mod histogram;
+mod links;
 mod params;
 mod receiver;
 mod sender;
@@ -95,6 +96,7 @@ use weft_shared::wire::Strikes;
 
 pub use deadline::{ArrivalOutcome, DeadlineBuffer, DeadlineParams, FlowStats, Release};
 pub use histogram::LatencyHistogram;
+pub use links::{RtLinks, RtLinksLimits, RtTotals};
 pub use params::{MIN_SPACING, ReceiverLimits, RtParams, SenderLimits};
 pub use receiver::{ReceiverCounters, RtReceiver, RxOutcome};
 pub use sender::{Retransmission, RtSendError, RtSender, SenderCounters};
