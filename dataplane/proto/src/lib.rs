@@ -9,7 +9,10 @@
 //!   [`LinkSender`](forward::LinkSender) that builds outgoing link packets.
 //! - [`realtime`]: NM-Strikes, the real-time link protocol (spaced requests and retransmissions
 //!   within a deadline) and the destination's deadline buffer.
+//! - [`reliable`]: hop-by-hop ARQ with in-order exactly-once delivery at the destination and
+//!   an end-to-end layer for flow control and crash recovery.
 
 pub mod forward;
 pub mod link_monitor;
 pub mod realtime;
+pub mod reliable;

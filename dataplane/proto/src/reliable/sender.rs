@@ -1,0 +1,502 @@
+//! The sending end of a reliable link: sequence numbers, the window of records in flight,
+//! retransmission on request (Nack), on selective-ack evidence, and on timeout.
+
+use core::time::Duration;
+
+use weft_shared::time::Instant;
+use weft_shared::wire::AckRepr;
+
+use super::params::{RelParams, RelSenderLimits};
+use super::rtt::RttEstimator;
+use super::seq_after;
+
+/// Why [`RelSender::handle_send`] refused a record. The caller keeps the record (it is not
+/// lost): a full window is backpressure, the hop that fed the record does not get an ack for
+/// it and sends it again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelSendError {
+    /// `window` records are in flight; wait for acks.
+    WindowFull,
+    /// The record is longer than [`RelSenderLimits::record_len`].
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+    },
+}
+
+/// What a sender did, for `weftctl` and the experiments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelSenderCounters {
+    /// Records numbered and sent for the first time.
+    pub sent: u64,
+    /// Retransmissions handed out by [`RelSender::poll_transmit`].
+    pub retransmitted: u64,
+    /// Of those, asked for by a Nack.
+    pub retx_nack: u64,
+    /// Of those, inferred from selective acks (three later records acked).
+    pub retx_sack: u64,
+    /// Of those, sent by a timeout.
+    pub retx_timeout: u64,
+    /// Timeouts that fired.
+    pub timeouts: u64,
+    /// Records acked (their slot freed).
+    pub acked: u64,
+    /// Records refused because the window was full (backpressure).
+    pub window_full: u64,
+    /// Records refused as too large.
+    pub too_large: u64,
+    /// Acks that acknowledged records never sent (dropped).
+    pub bad_acks: u64,
+    /// Requested sequences not in flight (acked already, or never sent).
+    pub nack_unknown: u64,
+    /// Requests for a record retransmitted less than half a round trip ago (ignored: the copy
+    /// is on its way).
+    pub nack_recent: u64,
+    /// Records given up by [`RelSender::reset`] (the peer restarted or the link was replaced):
+    /// the end-to-end layer resends them.
+    pub abandoned: u64,
+}
+
+/// A retransmission from [`RelSender::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelRetransmission<'a> {
+    /// The sequence to stamp (the original's); send with the `RETRANSMIT` record flag.
+    pub link_seq: u32,
+    /// The record body as first sent.
+    pub record: &'a [u8],
+    /// When the original left.
+    pub first_sent: Instant,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    seq: u32,
+    in_flight: bool,
+    /// Acked by a selective ack (cannot be freed before the cumulative ack passes it).
+    sacked: bool,
+    /// In the retransmission queue.
+    queued: bool,
+    retransmitted: bool,
+    len: usize,
+    first_sent: Instant,
+    last_sent: Instant,
+}
+
+/// The sending end of one reliable sequence space (link, direction, lane).
+///
+/// Memory is fixed at construction ([`RelSenderLimits`]): a window of records and a
+/// retransmission queue as long as the window. The call order is in the
+/// [module docs](super).
+#[derive(Clone, Debug)]
+pub struct RelSender {
+    params: RelParams,
+    /// The oldest sequence not cumulatively acked.
+    base: u32,
+    next_seq: u32,
+    /// Highest sequence known received (by cumulative or selective ack).
+    highest_acked: u32,
+    /// Records below this were checked for loss against the selective acks.
+    loss_cursor: u32,
+    mask: u32,
+    record_len: usize,
+    slots: Box<[Slot]>,
+    bytes: Box<[u8]>,
+    retx: Ring,
+    rtt: RttEstimator,
+    /// Consecutive timeouts without progress (the backoff exponent).
+    backoff: u32,
+    counters: RelSenderCounters,
+}
+
+impl RelSender {
+    /// A sender with timing `params` and memory `limits`; the first sequence is 1.
+    pub fn new(params: RelParams, limits: RelSenderLimits) -> Self {
+        let window = limits.window.clamp(1, 1 << 30).next_power_of_two();
+        let n = window as usize;
+        RelSender {
+            params,
+            base: 1,
+            next_seq: 1,
+            highest_acked: 0,
+            loss_cursor: 1,
+            mask: window - 1,
+            record_len: limits.record_len,
+            slots: vec![Slot::default(); n].into_boxed_slice(),
+            bytes: vec![0; n * limits.record_len].into_boxed_slice(),
+            retx: Ring::new(n),
+            rtt: RttEstimator::new(params.initial_rtt),
+            backoff: 0,
+            counters: RelSenderCounters::default(),
+        }
+    }
+
+    /// What the sender did so far.
+    pub fn counters(&self) -> RelSenderCounters {
+        self.counters
+    }
+
+    /// Records in flight (sent, not cumulatively acked).
+    pub fn in_flight(&self) -> u32 {
+        self.next_seq.wrapping_sub(self.base)
+    }
+
+    /// The window: records that may be in flight.
+    pub fn window(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// Whether a record can be sent now.
+    pub fn has_room(&self) -> bool {
+        self.in_flight() <= self.mask
+    }
+
+    /// The smoothed round trip.
+    pub fn srtt(&self) -> Duration {
+        self.rtt.srtt()
+    }
+
+    /// The retransmission timeout in force (with backoff).
+    pub fn rto(&self) -> Duration {
+        let base = self
+            .rtt
+            .rto()
+            .max(self.rtt.srtt() + self.params.ack_delay * 2)
+            .max(self.params.min_rto);
+        base.saturating_mul(1 << self.backoff.min(16))
+            .min(self.params.max_rto)
+    }
+
+    /// Numbers `record` and keeps a copy until it is acked; returns the `link_seq` to stamp.
+    pub fn handle_send(&mut self, now: Instant, record: &[u8]) -> Result<u32, RelSendError> {
+        if record.len() > self.record_len {
+            self.counters.too_large += 1;
+            return Err(RelSendError::TooLarge { len: record.len() });
+        }
+        if !self.has_room() {
+            self.counters.window_full += 1;
+            return Err(RelSendError::WindowFull);
+        }
+        let seq = self.next_seq;
+        self.next_seq = seq.wrapping_add(1);
+        if self.next_seq == 0 {
+            // 0 means "nothing yet" in a cumulative ack; the space skips it. Its slot is free.
+            self.next_seq = 1;
+        }
+        let i = self.index(seq);
+        self.slots[i] = Slot {
+            seq,
+            in_flight: true,
+            sacked: false,
+            queued: false,
+            retransmitted: false,
+            len: record.len(),
+            first_sent: now,
+            last_sent: now,
+        };
+        let at = i * self.record_len;
+        self.bytes[at..at + record.len()].copy_from_slice(record);
+        self.counters.sent += 1;
+        Ok(seq)
+    }
+
+    /// Takes an ack from the peer: frees what it covers, samples the round trip, and queues
+    /// for retransmission what three later acked records show lost.
+    pub fn handle_ack(&mut self, now: Instant, ack: &AckRepr) {
+        let cum = ack.cum_ack;
+        // An ack of something never sent is bogus (a peer bug or an attack): ignore it whole.
+        let last_sent = match self.next_seq.wrapping_sub(1) {
+            0 if self.base != 1 => u32::MAX,
+            s => s,
+        };
+        if seq_after(cum, last_sent) {
+            self.counters.bad_acks += 1;
+            return;
+        }
+        let mut progressed = false;
+        // Cumulative part.
+        while self.in_flight() > 0 && !seq_after(self.base, cum) {
+            let seq = self.base;
+            self.ack_slot(now, seq, cum);
+            self.base = self.advance(seq);
+            progressed = true;
+        }
+        // Selective part: bit i is cum + 1 + i.
+        let mut bits = ack.sack;
+        while bits != 0 {
+            let i = bits.trailing_zeros();
+            bits &= bits - 1;
+            let seq = cum.wrapping_add(1 + i);
+            if self.is_in_flight(seq) {
+                let slot = self.index(seq);
+                if !self.slots[slot].sacked {
+                    self.slots[slot].sacked = true;
+                    self.sample(now, seq, cum);
+                    progressed = true;
+                }
+            }
+            if self.is_in_flight(seq) && seq_after(seq, self.highest_acked) {
+                self.highest_acked = seq;
+            }
+        }
+        if seq_after(cum, self.highest_acked) {
+            self.highest_acked = cum;
+        }
+        // Free the cumulatively acked prefix that selective acks already covered.
+        while self.in_flight() > 0 && self.slots[self.index(self.base)].sacked {
+            let seq = self.base;
+            self.ack_slot(now, seq, seq);
+            self.base = self.advance(seq);
+        }
+        if progressed {
+            self.backoff = 0;
+        }
+        self.infer_losses(now);
+    }
+
+    /// Takes a Nack: queues the requested records still in flight for retransmission.
+    pub fn handle_nack(&mut self, now: Instant, seqs: &[u32]) {
+        let recent = self.rtt.srtt() / 2;
+        for &seq in seqs {
+            if !self.is_in_flight(seq) {
+                self.counters.nack_unknown += 1;
+                continue;
+            }
+            let i = self.index(seq);
+            let slot = self.slots[i];
+            if slot.sacked {
+                self.counters.nack_unknown += 1;
+            } else if slot.retransmitted && now - slot.last_sent < recent {
+                self.counters.nack_recent += 1;
+            } else if self.enqueue(seq) {
+                self.counters.retx_nack += 1;
+            }
+        }
+    }
+
+    /// Runs the retransmission timeout: when the oldest record in flight has waited an RTO
+    /// since it was last sent, every record in flight that has waited as long is queued, and
+    /// the timeout doubles until the next progress.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(due) = self.timeout_at() else {
+            return;
+        };
+        if now < due {
+            return;
+        }
+        self.counters.timeouts += 1;
+        let rto = self.rto();
+        let mut seq = self.base;
+        while seq != self.next_seq {
+            let slot = self.slots[self.index(seq)];
+            if slot.in_flight && !slot.sacked && now - slot.last_sent >= rto && self.enqueue(seq) {
+                self.counters.retx_timeout += 1;
+            }
+            seq = self.advance(seq);
+        }
+        self.backoff = self.backoff.saturating_add(1);
+        // The oldest record restarts its clock even if it was already queued.
+        let i = self.index(self.base);
+        self.slots[i].last_sent = now;
+    }
+
+    /// The next retransmission due, if any. The caller sends it at once.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<RelRetransmission<'_>> {
+        while let Some(seq) = self.retx.pop() {
+            if !self.is_in_flight(seq) {
+                continue;
+            }
+            let i = self.index(seq);
+            let slot = &mut self.slots[i];
+            slot.queued = false;
+            if slot.sacked {
+                continue;
+            }
+            slot.retransmitted = true;
+            slot.last_sent = now;
+            let (len, first_sent) = (slot.len, slot.first_sent);
+            self.counters.retransmitted += 1;
+            let at = i * self.record_len;
+            return Some(RelRetransmission {
+                link_seq: seq,
+                record: &self.bytes[at..at + len],
+                first_sent,
+            });
+        }
+        None
+    }
+
+    /// When [`RelSender::handle_timeout`] should run next (`None`: nothing in flight).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.retx.is_empty() {
+            return None; // the caller polls transmissions first; the timer is re-read after
+        }
+        self.timeout_at()
+    }
+
+    /// Gives up every record in flight (the peer restarted: its receiver starts over) and
+    /// starts a new sequence space at 1. Returns how many were given up.
+    pub fn reset(&mut self) -> u64 {
+        let n = u64::from(self.in_flight());
+        self.counters.abandoned += n;
+        for s in self.slots.iter_mut() {
+            *s = Slot::default();
+        }
+        self.retx.clear();
+        self.base = 1;
+        self.next_seq = 1;
+        self.highest_acked = 0;
+        self.loss_cursor = 1;
+        self.backoff = 0;
+        n
+    }
+
+    /// The same sender starting at sequence `first` (tests of wrap-around; the receiver must
+    /// start at the same sequence).
+    #[doc(hidden)]
+    pub fn starting_at(mut self, first: u32) -> Self {
+        let first = if first == 0 { 1 } else { first };
+        self.base = first;
+        self.next_seq = first;
+        self.loss_cursor = first;
+        self.highest_acked = first.wrapping_sub(1);
+        self
+    }
+
+    /// Sets the round trip used before the first sample (the link monitor's RTT).
+    pub fn set_initial_rtt(&mut self, rtt: Duration) {
+        self.params.initial_rtt = rtt;
+        if !self.rtt.has_sample() {
+            self.rtt = RttEstimator::new(rtt);
+        }
+    }
+
+    fn timeout_at(&self) -> Option<Instant> {
+        if self.in_flight() == 0 {
+            return None;
+        }
+        let slot = self.slots[self.index(self.base)];
+        Some(slot.last_sent + self.rto())
+    }
+
+    fn index(&self, seq: u32) -> usize {
+        (seq & self.mask) as usize
+    }
+
+    /// The sequence after `seq`, skipping 0.
+    fn advance(&self, seq: u32) -> u32 {
+        match seq.wrapping_add(1) {
+            0 => 1,
+            s => s,
+        }
+    }
+
+    fn is_in_flight(&self, seq: u32) -> bool {
+        let off = seq.wrapping_sub(self.base);
+        off < self.in_flight() && {
+            let s = &self.slots[self.index(seq)];
+            s.in_flight && s.seq == seq
+        }
+    }
+
+    /// Frees the slot of `seq` (acked) and samples the round trip if `seq` is the newest the
+    /// ack covers.
+    fn ack_slot(&mut self, now: Instant, seq: u32, newest: u32) {
+        let i = self.index(seq);
+        if !self.slots[i].sacked && seq == newest {
+            self.sample(now, seq, newest);
+        }
+        self.slots[i].in_flight = false;
+        self.counters.acked += 1;
+    }
+
+    /// A round-trip sample from `seq`, if it was sent once (Karn's rule) and is the newest the
+    /// ack reports.
+    fn sample(&mut self, now: Instant, seq: u32, _cum: u32) {
+        let slot = self.slots[self.index(seq)];
+        if !slot.retransmitted {
+            self.rtt.sample(now - slot.first_sent);
+        }
+    }
+
+    /// Queues every unacked record at least three below the highest acked one (each is lost
+    /// unless reordered by more than three), once per record: a retransmission lost again is
+    /// found by the receiver's next request or by the timeout.
+    fn infer_losses(&mut self, _now: Instant) {
+        let limit = self.highest_acked.wrapping_sub(2);
+        if seq_after(self.base, self.loss_cursor) {
+            self.loss_cursor = self.base;
+        }
+        while seq_after(limit, self.loss_cursor) && self.loss_cursor != self.next_seq {
+            let seq = self.loss_cursor;
+            if self.is_in_flight(seq) {
+                let slot = self.slots[self.index(seq)];
+                if !slot.sacked && !slot.retransmitted && self.enqueue(seq) {
+                    self.counters.retx_sack += 1;
+                }
+            }
+            self.loss_cursor = self.advance(seq);
+        }
+    }
+
+    /// Queues `seq` for retransmission unless it is queued already.
+    fn enqueue(&mut self, seq: u32) -> bool {
+        let i = self.index(seq);
+        if self.slots[i].queued {
+            return false;
+        }
+        if self.retx.push(seq) {
+            self.slots[i].queued = true;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A fixed ring of sequences (the retransmission queue); as long as the window, so it never
+/// overflows while each record is queued at most once.
+#[derive(Clone, Debug)]
+struct Ring {
+    buf: Box<[u32]>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn new(cap: usize) -> Self {
+        Ring {
+            buf: vec![0; cap.max(1)].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, v: u32) -> bool {
+        if self.len == self.buf.len() {
+            return false;
+        }
+        let at = (self.head + self.len) % self.buf.len();
+        self.buf[at] = v;
+        self.len += 1;
+        true
+    }
+
+    fn pop(&mut self) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let v = self.buf[self.head];
+        self.head = (self.head + 1) % self.buf.len();
+        self.len -= 1;
+        Some(v)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn clear(&mut self) {
+        self.head = 0;
+        self.len = 0;
+    }
+}
