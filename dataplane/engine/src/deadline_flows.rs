@@ -158,7 +158,16 @@ impl DeadlineFlows {
             src_port: d.src_port,
             dst_port: d.dst_port,
         };
-        let i = self.find_or_create(now, key, rt, d.seq)?;
+        // Flows number their messages from 0. A flow whose first messages were lost on the way
+        // (its first arrival is not 0) must still wait for them, so a buffer made near the
+        // start of a flow starts at 0; one made later (a flow retired while idle and resumed)
+        // starts where it finds the flow.
+        let first = if d.seq < u64::from(FLOW_SPAN / 2) {
+            0
+        } else {
+            d.seq
+        };
+        let i = self.find_or_create(now, key, rt, first)?;
         let slot = self.pool.put(d.payload)?;
         let origin = Instant::from_nanos(
             now.as_nanos()
