@@ -1,3 +1,5 @@
 //! weft-perf: load generators, sinks and baseline forwarders for Weft's benchmarks.
 //!
 //! Built by the data-plane and line-rate issues; figures go to `perf/RESULTS.md`.
+
+pub mod srt_compare;
