@@ -7,7 +7,8 @@
 //!
 //! - [`RelSender`], one per (link, direction, lane) on the sending node: numbers reliable data
 //!   records (`link_seq`), keeps each until the peer acks it, and retransmits on a Nack, on
-//!   selective-ack evidence (three later records acked) and on timeout. A full window refuses
+//!   selective-ack evidence (three later records acked) and on timeout. A TCP-like congestion
+//!   window paces what goes on the wire; the rest waits in the window. A full window refuses
 //!   new records: backpressure, never loss.
 //! - [`RelReceiver`], its peer: suppresses duplicates, requests each gap after a short reorder
 //!   allowance and again every round trip until it is filled, and acks (cumulative + a 64-bit
@@ -47,7 +48,8 @@
 //! and refuse it upstream). Per Ack or Nack from the peer: [`RelSender::handle_ack`] /
 //! [`RelSender::handle_nack`]. Whenever [`RelSender::poll_timeout`] passes:
 //! [`RelSender::handle_timeout`]. After any of these: [`RelSender::poll_transmit`] until
-//! `None`, sending each with the `RETRANSMIT` flag.
+//! `None`, sending each (retransmissions with the `RETRANSMIT` flag). The window holds what the
+//! congestion window does not let out yet.
 //!
 //! Receiving hop, per record: [`RelReceiver::classify`]; if new, pass it on and
 //! [`RelReceiver::accept`] it, or [`RelReceiver::refuse`] it if there is no room; otherwise
@@ -81,9 +83,13 @@ mod tests;
 pub use params::{E2eParams, MAX_RTO, MIN_RTO, RelParams, RelReceiverLimits, RelSenderLimits};
 pub use receiver::{RelClass, RelReceiver, RelReceiverCounters};
 pub use rtt::RttEstimator;
-pub use sender::{RelRetransmission, RelSendError, RelSender, RelSenderCounters};
+pub use sender::{RelSendError, RelSender, RelSenderCounters, RelTransmission};
 pub use sink::{E2eSink, E2eSinkCounters, SinkOutcome};
 pub use source::{E2eEvent, E2eSendError, E2eSource, E2eSourceCounters};
+
+/// Words of an end-to-end ack's selective bitmap: 1,024 messages above `received`, the
+/// default window, so the source never resends what the sink holds.
+pub const E2E_SACK_WORDS: usize = 16;
 
 /// An end-to-end ack, from the destination's [`E2eSink`] to the source's [`E2eSource`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,8 +99,30 @@ pub struct E2eAck {
     pub delivered: u64,
     /// Every message up to and including this one is held or delivered: never resent.
     pub received: u64,
-    /// Bit i: `received + 1 + i` is held too.
-    pub sack: u64,
+    /// Bit `i % 64` of word `i / 64`: `received + 1 + i` is held too.
+    pub sack: [u64; E2E_SACK_WORDS],
+}
+
+impl E2eAck {
+    /// An ack with the first 64 selective bits `sack` (tests and small windows).
+    pub fn new(delivered: u64, received: u64, sack: u64) -> Self {
+        let mut words = [0; E2E_SACK_WORDS];
+        words[0] = sack;
+        E2eAck {
+            delivered,
+            received,
+            sack: words,
+        }
+    }
+
+    /// Whether the ack says the sink holds or delivered `seq`.
+    pub fn covers(&self, seq: u64) -> bool {
+        if seq <= self.received {
+            return true;
+        }
+        let i = seq - self.received - 1;
+        i < (E2E_SACK_WORDS * 64) as u64 && self.sack[(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
 }
 
 /// Whether link sequence `a` comes after `b` (serial-number arithmetic, 32 bits).

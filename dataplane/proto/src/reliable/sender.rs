@@ -10,6 +10,12 @@ use super::params::{RelParams, RelSenderLimits};
 use super::rtt::RttEstimator;
 use super::seq_after;
 
+/// Records above the cumulative ack that an ack's selective bitmap covers.
+const SACK_HORIZON: u32 = 64;
+
+/// The congestion window at start and after a reset (RFC 6928's ten segments).
+const INITIAL_CWND: u32 = 10;
+
 /// Why [`RelSender::handle_send`] refused a record. The caller keeps the record (it is not
 /// lost): a full window is backpressure, the hop that fed the record does not get an ack for
 /// it and sends it again later.
@@ -27,7 +33,7 @@ pub enum RelSendError {
 /// What a sender did, for `weftctl` and the experiments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RelSenderCounters {
-    /// Records numbered and sent for the first time.
+    /// Records transmitted for the first time.
     pub sent: u64,
     /// Retransmissions handed out by [`RelSender::poll_transmit`].
     pub retransmitted: u64,
@@ -39,6 +45,8 @@ pub struct RelSenderCounters {
     pub retx_timeout: u64,
     /// Timeouts that fired.
     pub timeouts: u64,
+    /// Loss events that halved the congestion window.
+    pub loss_events: u64,
     /// Records acked (their slot freed).
     pub acked: u64,
     /// Records refused because the window was full (backpressure).
@@ -57,15 +65,17 @@ pub struct RelSenderCounters {
     pub abandoned: u64,
 }
 
-/// A retransmission from [`RelSender::poll_transmit`].
+/// A transmission from [`RelSender::poll_transmit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RelRetransmission<'a> {
-    /// The sequence to stamp (the original's); send with the `RETRANSMIT` record flag.
+pub struct RelTransmission<'a> {
+    /// The sequence to stamp.
     pub link_seq: u32,
-    /// The record body as first sent.
+    /// The record body as taken.
     pub record: &'a [u8],
     /// When the original left.
     pub first_sent: Instant,
+    /// A retransmission: send with the `RETRANSMIT` record flag.
+    pub retransmission: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -93,6 +103,9 @@ pub struct RelSender {
     /// The oldest sequence not cumulatively acked.
     base: u32,
     next_seq: u32,
+    /// The next record to transmit for the first time: `[base, sent_upto)` is on the wire,
+    /// `[sent_upto, next_seq)` waits for the congestion window.
+    sent_upto: u32,
     /// Highest sequence known received (by cumulative or selective ack).
     highest_acked: u32,
     /// Records below this were checked for loss against the selective acks.
@@ -105,6 +118,15 @@ pub struct RelSender {
     rtt: RttEstimator,
     /// Consecutive timeouts without progress (the backoff exponent).
     backoff: u32,
+    /// The congestion window: records in the pipe (in flight, not selectively acked).
+    cwnd: u32,
+    ssthresh: u32,
+    /// Acks counted toward the next congestion-avoidance step.
+    ca_acked: u32,
+    /// Losses of records below this sequence belong to the loss event already answered.
+    recovery_until: u32,
+    /// Records in flight that a selective ack covered.
+    sacked_in_flight: u32,
     counters: RelSenderCounters,
 }
 
@@ -117,6 +139,7 @@ impl RelSender {
             params,
             base: 1,
             next_seq: 1,
+            sent_upto: 1,
             highest_acked: 0,
             loss_cursor: 1,
             mask: window - 1,
@@ -126,6 +149,11 @@ impl RelSender {
             retx: Ring::new(n),
             rtt: RttEstimator::new(params.initial_rtt),
             backoff: 0,
+            cwnd: INITIAL_CWND.min(window),
+            ssthresh: window,
+            ca_acked: 0,
+            recovery_until: 1,
+            sacked_in_flight: 0,
             counters: RelSenderCounters::default(),
         }
     }
@@ -135,9 +163,20 @@ impl RelSender {
         self.counters
     }
 
-    /// Records in flight (sent, not cumulatively acked).
+    /// Records held: taken and not cumulatively acked (on the wire or waiting for the
+    /// congestion window).
     pub fn in_flight(&self) -> u32 {
         self.next_seq.wrapping_sub(self.base)
+    }
+
+    /// Records taken but not yet transmitted (waiting for the congestion window).
+    pub fn queued(&self) -> u32 {
+        self.next_seq.wrapping_sub(self.sent_upto)
+    }
+
+    /// Records transmitted and not cumulatively acked.
+    fn on_wire(&self) -> u32 {
+        self.sent_upto.wrapping_sub(self.base)
     }
 
     /// The window: records that may be in flight.
@@ -145,9 +184,29 @@ impl RelSender {
         self.mask + 1
     }
 
-    /// Whether a record can be sent now.
+    /// Whether a record can be taken now (the window has a slot).
     pub fn has_room(&self) -> bool {
         self.in_flight() <= self.mask
+    }
+
+    /// Whether a record taken now would be transmitted at once (the congestion window has
+    /// room); a caller that has a choice of links prefers one where it would.
+    pub fn can_transmit(&self) -> bool {
+        self.has_room() && self.cwnd_open()
+    }
+
+    fn cwnd_open(&self) -> bool {
+        !self.params.congestion_control || self.pipe() < self.cwnd
+    }
+
+    /// Records on the wire that no ack covered yet.
+    pub fn pipe(&self) -> u32 {
+        self.on_wire() - self.sacked_in_flight
+    }
+
+    /// The congestion window, in records.
+    pub fn cwnd(&self) -> u32 {
+        self.cwnd
     }
 
     /// The smoothed round trip.
@@ -166,7 +225,8 @@ impl RelSender {
             .min(self.params.max_rto)
     }
 
-    /// Numbers `record` and keeps a copy until it is acked; returns the `link_seq` to stamp.
+    /// Numbers `record` and keeps a copy until it is acked; returns its `link_seq`. It goes out
+    /// through [`poll_transmit`](Self::poll_transmit), at once if the congestion window allows.
     pub fn handle_send(&mut self, now: Instant, record: &[u8]) -> Result<u32, RelSendError> {
         if record.len() > self.record_len {
             self.counters.too_large += 1;
@@ -195,7 +255,6 @@ impl RelSender {
         };
         let at = i * self.record_len;
         self.bytes[at..at + record.len()].copy_from_slice(record);
-        self.counters.sent += 1;
         Ok(seq)
     }
 
@@ -204,7 +263,7 @@ impl RelSender {
     pub fn handle_ack(&mut self, now: Instant, ack: &AckRepr) {
         let cum = ack.cum_ack;
         // An ack of something never sent is bogus (a peer bug or an attack): ignore it whole.
-        let last_sent = match self.next_seq.wrapping_sub(1) {
+        let last_sent = match self.sent_upto.wrapping_sub(1) {
             0 if self.base != 1 => u32::MAX,
             s => s,
         };
@@ -214,7 +273,7 @@ impl RelSender {
         }
         let mut progressed = false;
         // Cumulative part.
-        while self.in_flight() > 0 && !seq_after(self.base, cum) {
+        while self.on_wire() > 0 && !seq_after(self.base, cum) {
             let seq = self.base;
             self.ack_slot(now, seq, cum);
             self.base = self.advance(seq);
@@ -230,6 +289,8 @@ impl RelSender {
                 let slot = self.index(seq);
                 if !self.slots[slot].sacked {
                     self.slots[slot].sacked = true;
+                    self.sacked_in_flight += 1;
+                    self.grow();
                     self.sample(now, seq, cum);
                     progressed = true;
                 }
@@ -242,7 +303,7 @@ impl RelSender {
             self.highest_acked = cum;
         }
         // Free the cumulatively acked prefix that selective acks already covered.
-        while self.in_flight() > 0 && self.slots[self.index(self.base)].sacked {
+        while self.on_wire() > 0 && self.slots[self.index(self.base)].sacked {
             let seq = self.base;
             self.ack_slot(now, seq, seq);
             self.base = self.advance(seq);
@@ -255,7 +316,10 @@ impl RelSender {
 
     /// Takes a Nack: queues the requested records still in flight for retransmission.
     pub fn handle_nack(&mut self, now: Instant, seqs: &[u32]) {
-        let recent = self.rtt.srtt() / 2;
+        // The link monitor's round trip, not the ack samples: an ack that waited for a gap to
+        // fill inflates those, and a request must never be ignored for longer than the path
+        // takes.
+        let recent = self.params.initial_rtt.min(self.rtt.srtt()) / 2;
         for &seq in seqs {
             if !self.is_in_flight(seq) {
                 self.counters.nack_unknown += 1;
@@ -269,13 +333,14 @@ impl RelSender {
                 self.counters.nack_recent += 1;
             } else if self.enqueue(seq) {
                 self.counters.retx_nack += 1;
+                self.on_loss(seq);
             }
         }
     }
 
     /// Runs the retransmission timeout: when the oldest record in flight has waited an RTO
-    /// since it was last sent, every record in flight that has waited as long is queued, and
-    /// the timeout doubles until the next progress.
+    /// since it was last sent, every record among the oldest 64 in flight that has waited as
+    /// long is queued, and the timeout doubles until the next progress.
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(due) = self.timeout_at() else {
             return;
@@ -285,8 +350,13 @@ impl RelSender {
         }
         self.counters.timeouts += 1;
         let rto = self.rto();
+        // Only the records an ack can report on (64 above the cumulative ack) are resent:
+        // beyond that the sender cannot tell a lost record from an unacknowledged one, and the
+        // receiver requests real gaps there itself.
         let mut seq = self.base;
-        while seq != self.next_seq {
+        let mut looked = 0;
+        while seq != self.sent_upto && looked < SACK_HORIZON {
+            looked += 1;
             let slot = self.slots[self.index(seq)];
             if slot.in_flight && !slot.sacked && now - slot.last_sent >= rto && self.enqueue(seq) {
                 self.counters.retx_timeout += 1;
@@ -294,13 +364,18 @@ impl RelSender {
             seq = self.advance(seq);
         }
         self.backoff = self.backoff.saturating_add(1);
+        self.ssthresh = (self.pipe() / 2).max(2);
+        self.cwnd = 2.min(self.mask + 1);
+        self.ca_acked = 0;
+        self.recovery_until = self.sent_upto;
         // The oldest record restarts its clock even if it was already queued.
         let i = self.index(self.base);
         self.slots[i].last_sent = now;
     }
 
-    /// The next retransmission due, if any. The caller sends it at once.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<RelRetransmission<'_>> {
+    /// The next transmission, if any: retransmissions first, then records waiting for the
+    /// congestion window. The caller sends it at once.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<RelTransmission<'_>> {
         while let Some(seq) = self.retx.pop() {
             if !self.is_in_flight(seq) {
                 continue;
@@ -316,13 +391,31 @@ impl RelSender {
             let (len, first_sent) = (slot.len, slot.first_sent);
             self.counters.retransmitted += 1;
             let at = i * self.record_len;
-            return Some(RelRetransmission {
+            return Some(RelTransmission {
                 link_seq: seq,
                 record: &self.bytes[at..at + len],
                 first_sent,
+                retransmission: true,
             });
         }
-        None
+        if self.sent_upto == self.next_seq || !self.cwnd_open() {
+            return None;
+        }
+        let seq = self.sent_upto;
+        self.sent_upto = self.advance(seq);
+        let i = self.index(seq);
+        let slot = &mut self.slots[i];
+        slot.first_sent = now;
+        slot.last_sent = now;
+        let len = slot.len;
+        self.counters.sent += 1;
+        let at = i * self.record_len;
+        Some(RelTransmission {
+            link_seq: seq,
+            record: &self.bytes[at..at + len],
+            first_sent: now,
+            retransmission: false,
+        })
     }
 
     /// When [`RelSender::handle_timeout`] should run next (`None`: nothing in flight).
@@ -344,9 +437,15 @@ impl RelSender {
         self.retx.clear();
         self.base = 1;
         self.next_seq = 1;
+        self.sent_upto = 1;
         self.highest_acked = 0;
         self.loss_cursor = 1;
         self.backoff = 0;
+        self.cwnd = INITIAL_CWND.min(self.mask + 1);
+        self.ssthresh = self.mask + 1;
+        self.ca_acked = 0;
+        self.recovery_until = 1;
+        self.sacked_in_flight = 0;
         n
     }
 
@@ -357,13 +456,15 @@ impl RelSender {
         let first = if first == 0 { 1 } else { first };
         self.base = first;
         self.next_seq = first;
+        self.sent_upto = first;
         self.loss_cursor = first;
         self.highest_acked = first.wrapping_sub(1);
         self
     }
 
-    /// Sets the round trip used before the first sample (the link monitor's RTT).
-    pub fn set_initial_rtt(&mut self, rtt: Duration) {
+    /// Sets the link's round trip as the link monitor measures it (hellos): the floor of the
+    /// timeout and the basis of request handling.
+    pub fn set_rtt(&mut self, rtt: Duration) {
         self.params.initial_rtt = rtt;
         if !self.rtt.has_sample() {
             self.rtt = RttEstimator::new(rtt);
@@ -371,7 +472,7 @@ impl RelSender {
     }
 
     fn timeout_at(&self) -> Option<Instant> {
-        if self.in_flight() == 0 {
+        if self.on_wire() == 0 {
             return None;
         }
         let slot = self.slots[self.index(self.base)];
@@ -392,7 +493,7 @@ impl RelSender {
 
     fn is_in_flight(&self, seq: u32) -> bool {
         let off = seq.wrapping_sub(self.base);
-        off < self.in_flight() && {
+        off < self.on_wire() && {
             let s = &self.slots[self.index(seq)];
             s.in_flight && s.seq == seq
         }
@@ -405,6 +506,11 @@ impl RelSender {
         if !self.slots[i].sacked && seq == newest {
             self.sample(now, seq, newest);
         }
+        if self.slots[i].sacked {
+            self.sacked_in_flight -= 1;
+        } else {
+            self.grow();
+        }
         self.slots[i].in_flight = false;
         self.counters.acked += 1;
     }
@@ -413,8 +519,13 @@ impl RelSender {
     /// ack reports.
     fn sample(&mut self, now: Instant, seq: u32, _cum: u32) {
         let slot = self.slots[self.index(seq)];
-        if !slot.retransmitted {
-            self.rtt.sample(now - slot.first_sent);
+        let rtt = now - slot.first_sent;
+        // Karn's rule; and a record acked only when a gap below it filled (beyond the
+        // selective bitmap) says nothing of the path: ignore samples far above the link's RTT.
+        let plausible =
+            (self.params.initial_rtt * 4).max(self.rtt.srtt() * 2) + Duration::from_millis(20);
+        if !slot.retransmitted && rtt <= plausible {
+            self.rtt.sample(rtt);
         }
     }
 
@@ -426,16 +537,43 @@ impl RelSender {
         if seq_after(self.base, self.loss_cursor) {
             self.loss_cursor = self.base;
         }
-        while seq_after(limit, self.loss_cursor) && self.loss_cursor != self.next_seq {
+        while seq_after(limit, self.loss_cursor) && self.loss_cursor != self.sent_upto {
             let seq = self.loss_cursor;
             if self.is_in_flight(seq) {
                 let slot = self.slots[self.index(seq)];
                 if !slot.sacked && !slot.retransmitted && self.enqueue(seq) {
                     self.counters.retx_sack += 1;
+                    self.on_loss(seq);
                 }
             }
             self.loss_cursor = self.advance(seq);
         }
+    }
+
+    /// One more record acked: slow start below the threshold, one record per window above.
+    fn grow(&mut self) {
+        let max = self.mask + 1;
+        if self.cwnd < self.ssthresh {
+            self.cwnd = (self.cwnd + 1).min(max);
+        } else {
+            self.ca_acked += 1;
+            if self.ca_acked >= self.cwnd {
+                self.ca_acked = 0;
+                self.cwnd = (self.cwnd + 1).min(max);
+            }
+        }
+    }
+
+    /// `seq` was lost: halve the window, once per loss event (a window's worth of records).
+    fn on_loss(&mut self, seq: u32) {
+        if seq_after(self.recovery_until, seq) {
+            return; // part of the event already answered
+        }
+        self.counters.loss_events += 1;
+        self.ssthresh = (self.pipe() / 2).max(2);
+        self.cwnd = self.ssthresh;
+        self.ca_acked = 0;
+        self.recovery_until = self.sent_upto;
     }
 
     /// Queues `seq` for retransmission unless it is queued already.

@@ -3,8 +3,8 @@
 
 use weft_shared::time::Instant;
 
-use super::E2eAck;
 use super::params::E2eParams;
+use super::{E2E_SACK_WORDS, E2eAck};
 
 /// What the sink made of a message ([`E2eSink::handle_packet`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,14 +205,12 @@ impl E2eSink {
     /// The flow's state as an ack (also for a periodic keepalive).
     pub fn ack(&self) -> E2eAck {
         let received = self.received_below - 1;
-        let mut sack = 0u64;
-        for i in 0..64u64 {
-            let seq = received + 1 + i;
-            if seq > self.highest {
-                break;
-            }
+        let mut sack = [0u64; E2E_SACK_WORDS];
+        let last = self.highest.min(received + (E2E_SACK_WORDS * 64) as u64);
+        for seq in received + 1..=last {
             if self.is_present(seq) {
-                sack |= 1 << i;
+                let i = seq - received - 1;
+                sack[(i / 64) as usize] |= 1 << (i % 64);
             }
         }
         E2eAck {

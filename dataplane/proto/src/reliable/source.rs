@@ -5,8 +5,9 @@ use core::time::Duration;
 
 use weft_shared::time::Instant;
 
-use super::E2eAck;
 use super::params::E2eParams;
+use super::rtt::RttEstimator;
+use super::{E2E_SACK_WORDS, E2eAck};
 
 /// Why [`E2eSource::handle_send`] refused a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,10 +63,18 @@ struct Slot {
     len: usize,
     /// The sink reported it received (it holds it): never resent.
     received: bool,
+    /// When it was last sent (first send or resend): it is resent one timeout later.
+    last_sent: Instant,
+    /// Resent at least once (its ack gives no round-trip sample: Karn's rule).
+    resent: bool,
 }
 
 /// The source end of one reliable flow. Memory is fixed at construction: `window` messages of
 /// up to `msg_len` bytes.
+///
+/// Each message not reported received is resent one timeout after it was last sent (the
+/// timeout doubles while resends bring no progress): a message that a crashed node held comes
+/// again without waiting for the rest of the flow to stop.
 #[derive(Clone, Debug)]
 pub struct E2eSource {
     params: E2eParams,
@@ -80,11 +89,15 @@ pub struct E2eSource {
     bytes: Box<[u8]>,
     /// When the sink last reported progress (or the flow last went from idle to busy).
     last_progress: Instant,
-    /// What the next resend timeout counts from: the last progress or the last resend pass.
-    resend_clock: Instant,
+    /// No message not reported received falls due before this (a lower bound).
+    next_due: Option<Instant>,
+    /// When the probe falls due, while everything outstanding is reported received.
+    probe_at: Instant,
     backoff: u32,
-    /// The resend pass in progress: the next sequence to look at, and where the pass ends.
-    resend: Option<(u64, u64)>,
+    /// The round trip from send to the sink's report, queueing on the way included.
+    rtt: RttEstimator,
+    /// The resend pass in progress.
+    pass: Option<Pass>,
     /// The sink holds everything but has not reported it all delivered, and said nothing for
     /// a timeout: its last ack may be lost, so the newest message goes again as a probe (the
     /// sink answers a duplicate with an ack at once).
@@ -92,6 +105,17 @@ pub struct E2eSource {
     stalled: bool,
     event: Option<E2eEvent>,
     counters: E2eSourceCounters,
+}
+
+/// A walk over the outstanding messages, resending those due at `at`.
+#[derive(Clone, Copy, Debug)]
+struct Pass {
+    next: u64,
+    end: u64,
+    at: Instant,
+    /// The earliest due time of the messages it passed over.
+    min_due: Option<Instant>,
+    resent: bool,
 }
 
 impl E2eSource {
@@ -109,9 +133,11 @@ impl E2eSource {
             slots: vec![Slot::default(); n].into_boxed_slice(),
             bytes: vec![0; n * params.msg_len].into_boxed_slice(),
             last_progress: Instant::ZERO,
-            resend_clock: Instant::ZERO,
+            next_due: None,
+            probe_at: Instant::ZERO,
             backoff: 0,
-            resend: None,
+            rtt: RttEstimator::new(params.rto / 4),
+            pass: None,
             probe: false,
             stalled: false,
             event: None,
@@ -145,8 +171,7 @@ impl E2eSource {
     }
 
     /// Takes a message from the client; returns its end-to-end sequence. The caller sends it
-    /// toward the destination (and if it cannot, it stays here and the resend timeout covers
-    /// it).
+    /// toward the destination (and if it cannot, it stays here and its resend covers it).
     pub fn handle_send(&mut self, now: Instant, msg: &[u8]) -> Result<u64, E2eSendError> {
         if msg.len() > self.msg_len {
             return Err(E2eSendError::TooLarge { len: msg.len() });
@@ -156,9 +181,8 @@ impl E2eSource {
             return Err(E2eSendError::WouldBlock);
         }
         if self.outstanding() == 0 {
-            // The clocks run only while something is outstanding.
+            // The stall clock runs only while something is outstanding.
             self.last_progress = now;
-            self.resend_clock = now;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -166,10 +190,14 @@ impl E2eSource {
         self.slots[i] = Slot {
             len: msg.len(),
             received: false,
+            last_sent: now,
+            resent: false,
         };
         let at = i * self.msg_len;
         self.bytes[at..at + msg.len()].copy_from_slice(msg);
         self.counters.sent += 1;
+        let due = now + self.rto();
+        self.next_due = Some(self.next_due.map_or(due, |d| d.min(due)));
         Ok(seq)
     }
 
@@ -186,26 +214,35 @@ impl E2eSource {
             self.counters.delivered += 1;
             progressed = true;
         }
+        // One round-trip sample per ack: the newest message it reports for the first time.
+        let mut newest = None;
         if ack.received > self.received {
+            for seq in (self.received + 1).max(self.base)..=ack.received {
+                if !self.slots[self.index(seq)].received {
+                    newest = Some(seq);
+                }
+            }
             self.received = ack.received;
             progressed = true;
         }
-        let mut bits = ack.sack;
-        while bits != 0 {
-            let i = u64::from(bits.trailing_zeros());
-            bits &= bits - 1;
-            let seq = ack.received + 1 + i;
-            if seq >= self.base && seq < self.next_seq {
-                let slot = self.index(seq);
-                if !self.slots[slot].received {
-                    self.slots[slot].received = true;
-                    progressed = true;
-                }
+        let last = (self.next_seq - 1).min(ack.received + (E2E_SACK_WORDS * 64) as u64);
+        for seq in (ack.received + 1).max(self.base)..=last {
+            let slot = self.index(seq);
+            if ack.covers(seq) && !self.slots[slot].received {
+                self.slots[slot].received = true;
+                newest = Some(seq);
+                progressed = true;
+            }
+        }
+        if let Some(seq) = newest.filter(|&s| s >= self.base) {
+            let slot = self.slots[self.index(seq)];
+            if !slot.resent {
+                self.rtt.sample(now - slot.last_sent);
             }
         }
         if progressed {
             self.last_progress = now;
-            self.resend_clock = now;
+            self.probe_at = now + self.params.rto;
             self.backoff = 0;
             if self.stalled {
                 self.stalled = false;
@@ -214,38 +251,42 @@ impl E2eSource {
         }
     }
 
-    /// Runs the resend timeout and the stall report. When it fires, a resend pass starts over
-    /// every message the sink has not reported received; drain it with
-    /// [`peek_resend`](Self::peek_resend) / [`commit_resend`](Self::commit_resend).
+    /// Runs the resend timers and the stall report. When messages fall due, a resend pass
+    /// starts; drain it with [`peek_resend`](Self::peek_resend) /
+    /// [`commit_resend`](Self::commit_resend).
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.outstanding() == 0 {
             return;
         }
-        let idle = now - self.last_progress;
-        if !self.stalled && idle >= self.params.stall_after {
+        if !self.stalled && now - self.last_progress >= self.params.stall_after {
             self.stalled = true;
             self.counters.stalls += 1;
             self.event = Some(E2eEvent::Stalled {
                 outstanding: self.outstanding(),
             });
         }
-        let waited = now - self.resend_clock;
-        if waited >= self.rto() && self.resend.is_none() && !self.probe {
+        if self.pass.is_some() || self.probe {
+            return;
+        }
+        if self.next_due.is_some_and(|d| d <= now) {
+            self.pass = Some(Pass {
+                next: self.base.max(self.received + 1),
+                end: self.next_seq,
+                at: now,
+                min_due: None,
+                resent: false,
+            });
+        } else if self.next_due.is_none() && now >= self.probe_at {
+            self.probe = true;
             self.counters.timeouts += 1;
-            if self.received < self.last_sent() {
-                self.resend = Some((self.base.max(self.received + 1), self.next_seq));
-            } else {
-                self.probe = true;
-            }
             self.backoff = self.backoff.saturating_add(1);
-            // The next timeout counts from this pass.
-            self.resend_clock = now;
+            self.probe_at = now + self.rto();
         }
     }
 
-    /// The next message of the resend pass, if any: `(seq, message)`. The caller sends it and
-    /// calls [`commit_resend`](Self::commit_resend); if it cannot send now (no room on the
-    /// link), it stops and peeks again later.
+    /// The next message to resend, if any: `(seq, message)`. The caller sends it and calls
+    /// [`commit_resend`](Self::commit_resend); if it cannot send now (no room on the link), it
+    /// stops and peeks again later.
     pub fn peek_resend(&mut self) -> Option<(u64, &[u8])> {
         if self.probe {
             if self.outstanding() == 0 {
@@ -253,23 +294,29 @@ impl E2eSource {
                 return None;
             }
             let seq = self.last_sent();
-            let i = self.index(seq);
-            let at = i * self.msg_len;
-            return Some((seq, &self.bytes[at..at + self.slots[i].len]));
+            return Some((seq, self.message(seq)));
         }
-        let (mut seq, end) = self.resend?;
-        seq = seq.max(self.base).max(self.received + 1);
-        while seq < end && self.slots[self.index(seq)].received {
-            seq += 1;
+        let mut pass = self.pass?;
+        let rto = self.rto();
+        pass.next = pass.next.max(self.base).max(self.received + 1);
+        while pass.next < pass.end {
+            let slot = self.slots[self.index(pass.next)];
+            if !slot.received {
+                let due = slot.last_sent + rto;
+                if due <= pass.at {
+                    break;
+                }
+                pass.min_due = Some(pass.min_due.map_or(due, |d| d.min(due)));
+            }
+            pass.next += 1;
         }
-        if seq >= end {
-            self.resend = None;
+        if pass.next >= pass.end {
+            self.finish_pass(pass);
             return None;
         }
-        self.resend = Some((seq, end));
-        let i = self.index(seq);
-        let at = i * self.msg_len;
-        Some((seq, &self.bytes[at..at + self.slots[i].len]))
+        self.pass = Some(pass);
+        let seq = pass.next;
+        Some((seq, self.message(seq)))
     }
 
     /// The message last peeked was sent.
@@ -277,27 +324,36 @@ impl E2eSource {
         if self.probe {
             self.probe = false;
             self.counters.probes += 1;
-        } else if let Some((seq, end)) = self.resend {
+            return;
+        }
+        let Some(mut pass) = self.pass else {
+            return;
+        };
+        if pass.next < pass.end {
+            let i = self.index(pass.next);
+            self.slots[i].last_sent = pass.at;
+            self.slots[i].resent = true;
             self.counters.resent += 1;
-            self.resend = if seq + 1 < end {
-                Some((seq + 1, end))
-            } else {
-                None
-            };
+            pass.resent = true;
+            // Doubled for the next round, as the whole pass will be.
+            let due = pass.at + self.rto() * 2;
+            pass.min_due = Some(pass.min_due.map_or(due, |d| d.min(due)));
+            pass.next += 1;
+        }
+        if pass.next >= pass.end {
+            self.finish_pass(pass);
+        } else {
+            self.pass = Some(pass);
         }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.outstanding() == 0 || self.resend.is_some() || self.probe {
+        if self.outstanding() == 0 || self.pass.is_some() || self.probe {
             return None;
         }
-        let stall = if self.stalled {
-            None
-        } else {
-            Some(self.last_progress + self.params.stall_after)
-        };
-        let resend = Some(self.resend_clock + self.rto());
+        let stall = (!self.stalled).then(|| self.last_progress + self.params.stall_after);
+        let resend = Some(self.next_due.unwrap_or(self.probe_at));
         match (stall, resend) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -309,17 +365,36 @@ impl E2eSource {
         self.event.take()
     }
 
-    /// The resend timeout in force (with backoff).
+    /// The resend timeout in force: the configured floor, or the measured round trip to the
+    /// sink's report plus four deviations if that is longer (queues on the way), doubled per
+    /// resend round without progress.
     pub fn rto(&self) -> Duration {
-        self.params
-            .rto
-            .saturating_mul(1 << self.backoff.min(16))
-            .min(self.params.max_rto.max(self.params.rto))
+        let base = self.params.rto.max(self.rtt.rto());
+        base.saturating_mul(1 << self.backoff.min(16))
+            .min(self.params.max_rto.max(base))
     }
 
     /// Sets the base resend timeout (the route's round trip changed).
     pub fn set_rto(&mut self, rto: Duration) {
         self.params.rto = rto;
+    }
+
+    fn finish_pass(&mut self, pass: Pass) {
+        self.pass = None;
+        self.next_due = pass.min_due;
+        if pass.resent {
+            self.counters.timeouts += 1;
+            self.backoff = self.backoff.saturating_add(1);
+        }
+        if self.next_due.is_none() {
+            self.probe_at = pass.at + self.rto();
+        }
+    }
+
+    fn message(&self, seq: u64) -> &[u8] {
+        let i = self.index(seq);
+        let at = i * self.msg_len;
+        &self.bytes[at..at + self.slots[i].len]
     }
 
     fn index(&self, seq: u64) -> usize {

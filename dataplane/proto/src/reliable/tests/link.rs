@@ -3,8 +3,22 @@
 use weft_shared::wire::AckRepr;
 use weft_shared::wire::LinkProto;
 
-use super::super::{RelClass, RelSendError};
+use super::super::{RelClass, RelSendError, RelSender};
 use super::{link_pair, ms};
+
+/// Takes `body` and puts it on the wire (the congestion window is open in these tests).
+fn send(
+    tx: &mut RelSender,
+    now: weft_shared::time::Instant,
+    body: &[u8],
+) -> Result<u32, RelSendError> {
+    let seq = tx.handle_send(now, body)?;
+    let t = tx
+        .poll_transmit(now)
+        .expect("the congestion window is open");
+    assert!(!t.retransmission && t.link_seq == seq);
+    Ok(seq)
+}
 
 fn ack(cum: u32, sack: u64) -> AckRepr {
     AckRepr {
@@ -19,13 +33,13 @@ fn ack(cum: u32, sack: u64) -> AckRepr {
 fn sequences_start_at_one_and_acks_free_the_window() {
     let (mut tx, _) = link_pair(4);
     for want in 1..=4 {
-        assert_eq!(tx.handle_send(ms(0), b"x"), Ok(want));
+        assert_eq!(send(&mut tx, ms(0), b"x"), Ok(want));
     }
-    assert_eq!(tx.handle_send(ms(0), b"x"), Err(RelSendError::WindowFull));
+    assert_eq!(send(&mut tx, ms(0), b"x"), Err(RelSendError::WindowFull));
     assert_eq!(tx.counters().window_full, 1);
     tx.handle_ack(ms(20), &ack(2, 0));
     assert_eq!(tx.in_flight(), 2);
-    assert_eq!(tx.handle_send(ms(20), b"x"), Ok(5));
+    assert_eq!(send(&mut tx, ms(20), b"x"), Ok(5));
     assert_eq!(tx.counters().acked, 2);
     assert_eq!(tx.srtt().as_millis(), 20);
 }
@@ -34,7 +48,7 @@ fn sequences_start_at_one_and_acks_free_the_window() {
 fn too_large_records_are_refused() {
     let (mut tx, _) = link_pair(4);
     assert_eq!(
-        tx.handle_send(ms(0), &[0; 17]),
+        send(&mut tx, ms(0), &[0; 17]),
         Err(RelSendError::TooLarge { len: 17 })
     );
 }
@@ -42,7 +56,7 @@ fn too_large_records_are_refused() {
 #[test]
 fn an_ack_beyond_what_was_sent_is_ignored() {
     let (mut tx, _) = link_pair(8);
-    tx.handle_send(ms(0), b"a").unwrap();
+    send(&mut tx, ms(0), b"a").unwrap();
     tx.handle_ack(ms(1), &ack(5, 0));
     assert_eq!(tx.counters().bad_acks, 1);
     assert_eq!(tx.in_flight(), 1);
@@ -51,8 +65,8 @@ fn an_ack_beyond_what_was_sent_is_ignored() {
 #[test]
 fn a_nack_retransmits_the_record_as_first_sent() {
     let (mut tx, _) = link_pair(8);
-    tx.handle_send(ms(0), b"one").unwrap();
-    tx.handle_send(ms(1), b"two").unwrap();
+    send(&mut tx, ms(0), b"one").unwrap();
+    send(&mut tx, ms(1), b"two").unwrap();
     tx.handle_nack(ms(12), &[1, 9]);
     let r = tx.poll_transmit(ms(12)).unwrap();
     assert_eq!(
@@ -71,7 +85,7 @@ fn a_nack_retransmits_the_record_as_first_sent() {
 fn three_later_records_acked_mark_a_record_lost() {
     let (mut tx, _) = link_pair(16);
     for _ in 0..5 {
-        tx.handle_send(ms(0), b"r").unwrap();
+        send(&mut tx, ms(0), b"r").unwrap();
     }
     // 1 arrived, 2 lost, 3 and 4 arrived: not yet three past it.
     tx.handle_ack(ms(20), &ack(1, 0b110));
@@ -87,7 +101,7 @@ fn three_later_records_acked_mark_a_record_lost() {
 #[test]
 fn a_lost_tail_is_resent_on_timeout_with_backoff() {
     let (mut tx, _) = link_pair(8);
-    tx.handle_send(ms(0), b"last").unwrap();
+    send(&mut tx, ms(0), b"last").unwrap();
     let first = tx.poll_timeout().unwrap();
     assert!(first > ms(20) && first < ms(100), "{first:?}");
     tx.handle_timeout(first);
@@ -154,8 +168,8 @@ fn duplicates_are_dropped_and_acked_at_once() {
 #[test]
 fn a_refused_record_is_not_acked_and_comes_back_on_timeout() {
     let (mut tx, mut rx) = link_pair(8);
-    let s1 = tx.handle_send(ms(0), b"a").unwrap();
-    let s2 = tx.handle_send(ms(0), b"b").unwrap();
+    let s1 = send(&mut tx, ms(0), b"a").unwrap();
+    let s2 = send(&mut tx, ms(0), b"b").unwrap();
     rx.accept(ms(10), s1, false);
     rx.refuse(ms(10), s2);
     let a = rx.poll_ack(ms(11)).unwrap();
@@ -179,7 +193,7 @@ fn sequences_wrap_around_skipping_zero() {
     let mut rx = rx.starting_at(u32::MAX - 2);
     let mut seqs = Vec::new();
     for _ in 0..6 {
-        let s = tx.handle_send(ms(0), b"w").unwrap();
+        let s = send(&mut tx, ms(0), b"w").unwrap();
         seqs.push(s);
         rx.accept(ms(1), s, false);
     }
@@ -194,12 +208,43 @@ fn sequences_wrap_around_skipping_zero() {
 #[test]
 fn reset_abandons_what_was_in_flight() {
     let (mut tx, mut rx) = link_pair(8);
-    tx.handle_send(ms(0), b"a").unwrap();
-    tx.handle_send(ms(0), b"b").unwrap();
+    send(&mut tx, ms(0), b"a").unwrap();
+    send(&mut tx, ms(0), b"b").unwrap();
     assert_eq!(tx.reset(), 2);
     rx.accept(ms(0), 5, false);
     rx.reset();
-    assert_eq!(tx.handle_send(ms(1), b"c"), Ok(1));
+    assert_eq!(send(&mut tx, ms(1), b"c"), Ok(1));
     assert_eq!(rx.classify(1), RelClass::New);
     assert_eq!(rx.pending(), 0);
+}
+
+#[test]
+fn the_congestion_window_paces_the_wire_and_halves_once_per_loss_event() {
+    let (mut tx, _) = link_pair(64);
+    for _ in 0..20 {
+        tx.handle_send(ms(0), b"c").unwrap();
+    }
+    let mut first = 0;
+    while tx.poll_transmit(ms(0)).is_some() {
+        first += 1;
+    }
+    assert_eq!((first, tx.queued(), tx.cwnd()), (10, 10, 10));
+    // Slow start: each ack opens the window by one.
+    tx.handle_ack(ms(20), &ack(10, 0));
+    assert_eq!(tx.cwnd(), 20);
+    let mut second = 0;
+    while tx.poll_transmit(ms(20)).is_some() {
+        second += 1;
+    }
+    assert_eq!((second, tx.queued()), (10, 0));
+    // Two losses of one window: one halving.
+    tx.handle_nack(ms(30), &[11]);
+    tx.handle_nack(ms(30), &[12]);
+    assert_eq!(tx.counters().loss_events, 1);
+    assert_eq!(tx.cwnd(), 5);
+    // A timeout closes it to 2.
+    let t = tx.poll_timeout().unwrap_or(ms(1000));
+    while tx.poll_transmit(ms(30)).is_some() {}
+    tx.handle_timeout(t.max(ms(1000)));
+    assert_eq!(tx.cwnd(), 2);
 }

@@ -17,7 +17,10 @@ fn ms(v: u64) -> Instant {
 
 /// A sender and receiver for a 10 ms link (20 ms round trip) with a small window.
 fn link_pair(window: u32) -> (RelSender, RelReceiver) {
-    let params = RelParams::for_link(Duration::from_millis(20));
+    let params = RelParams {
+        congestion_control: true,
+        ..RelParams::for_link(Duration::from_millis(20))
+    };
     let tx = RelSender::new(
         params,
         RelSenderLimits {

@@ -77,16 +77,14 @@ fn run_link(seed: u64, count: u32, loss: f64, jitter: u64, refuse: f64) -> (Vec<
     let mut nacks: Channel<NackRepr> = Channel::new(loss, 10, jitter);
     let mut passed = vec![0u32; count as usize];
     let mut next = 0u32;
-    for now in 0..60_000u64 {
+    for now in 0..600_000u64 {
         let t = at(now);
         // The source: up to 4 records a millisecond while the window has room.
         for _ in 0..4 {
             if next == count || !tx.has_room() {
                 break;
             }
-            let body = next.to_be_bytes();
-            let seq = tx.handle_send(t, &body).unwrap();
-            data.send(&mut rng, now, (seq, body.to_vec(), false));
+            tx.handle_send(t, &next.to_be_bytes()).unwrap();
             next += 1;
         }
         for a in acks.arrivals(now) {
@@ -99,7 +97,7 @@ fn run_link(seed: u64, count: u32, loss: f64, jitter: u64, refuse: f64) -> (Vec<
             tx.handle_timeout(t);
         }
         while let Some(r) = tx.poll_transmit(t) {
-            let item = (r.link_seq, r.record.to_vec(), true);
+            let item = (r.link_seq, r.record.to_vec(), r.retransmission);
             data.send(&mut rng, now, item);
         }
         for (seq, body, retx) in data.arrivals(now) {
@@ -120,6 +118,10 @@ fn run_link(seed: u64, count: u32, loss: f64, jitter: u64, refuse: f64) -> (Vec<
             acks.send(&mut rng, now, a);
         }
         assert!(tx.in_flight() <= tx.window());
+        assert!(
+            tx.pipe() <= tx.cwnd().max(64),
+            "retransmissions aside, the pipe follows cwnd"
+        );
         assert!(rx.pending() <= 256);
         if next == count && tx.in_flight() == 0 {
             return (passed, true);
