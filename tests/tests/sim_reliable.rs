@@ -71,9 +71,11 @@ fn hop_by_hop_recovery_takes_about_70_ms_where_end_to_end_takes_150() {
 #[test]
 fn five_percent_loss_on_every_link_loses_nothing_and_keeps_goodput() {
     let seed = seed_from_env(2);
+    // Links of 10 Mbit/s, each ARQ loop paced to 9.5 Mbit/s (its share of the path).
     let path = |loss| ReliableConfig {
         rate_pps: None,
         rate_bps: Some(10_000_000),
+        pacing_bps: Some(9_500_000),
         ..ReliableConfig::chain(3, 10 * MS, loss, Recovery::HopByHop, 20_000, seed)
     };
     let clean = check(&path(LossModel::None));
@@ -81,10 +83,8 @@ fn five_percent_loss_on_every_link_loses_nothing_and_keeps_goodput() {
     let bursty = check(&path(LossModel::bursty(0.05, 4.0)));
     for r in [&clean, &lossy, &bursty] {
         assert!(r.complete, "{r:?}");
-        assert_eq!(
-            r.sink_duplicates, 0,
-            "no end-to-end resend was needed: {r:?}"
-        );
+        // The links recovered the losses; an end-to-end resend is rare (a tail lost twice).
+        assert!(r.e2e_resent <= 20, "{r:?}");
     }
     assert_eq!(clean.link_retransmissions, 0, "{clean:?}");
     // 10 Mbit/s of 1,000-byte packets: 1,250 per second at most.
@@ -117,7 +117,7 @@ fn random_fault(rng: &mut Rng, span: Duration) -> Fault {
 #[test]
 fn loss_reordering_cuts_and_crashes_never_break_order_and_heal_complete() {
     let base = seed_from_env(3);
-    let runs = 1_000;
+    let runs = 2_000;
     let mut resent = 0;
     for i in 0..runs {
         let seed = base.wrapping_add(i);

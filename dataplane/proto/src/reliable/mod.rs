@@ -80,7 +80,9 @@ mod source;
 #[cfg(test)]
 mod tests;
 
-pub use params::{E2eParams, MAX_RTO, MIN_RTO, RelParams, RelReceiverLimits, RelSenderLimits};
+pub use params::{
+    E2eParams, MAX_RTO, MIN_RTO, PACING_OVERHEAD, RelParams, RelReceiverLimits, RelSenderLimits,
+};
 pub use receiver::{RelClass, RelReceiver, RelReceiverCounters};
 pub use rtt::RttEstimator;
 pub use sender::{RelSendError, RelSender, RelSenderCounters, RelTransmission};

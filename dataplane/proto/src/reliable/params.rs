@@ -39,7 +39,14 @@ pub struct RelParams {
     /// would otherwise cap a flow far below the link's capacity (1.22 / (RTT · √p) packets per
     /// second: 430/s on a 20 ms link with 2 % loss).
     pub congestion_control: bool,
+    /// Pace transmissions (retransmissions included) to this many bits per second, counting
+    /// each record's length plus [`PACING_OVERHEAD`] bytes of headers: the link's share of
+    /// the path under it (Spines caps each link this way). `None`: no pacing.
+    pub pacing_bps: Option<u64>,
 }
+
+/// Bytes of link, record and overlay headers that pacing adds to each record's length.
+pub const PACING_OVERHEAD: usize = 76;
 
 impl RelParams {
     /// The defaults for a link with round trip `rtt` (the link monitor's hello RTT):
@@ -50,8 +57,8 @@ impl RelParams {
     ///   so asking sooner only duplicates the answer;
     /// - ack within 1 ms or after 8 packets: acks free the sender's window, they are not on the
     ///   latency path (losses are found from gaps, not from missing acks);
-    /// - retransmission timeout `srtt + 4 · rttvar` (RFC 6298), at least `rtt + 2 · ack_delay`
-    ///   and [`MIN_RTO`], doubling per timeout up to [`MAX_RTO`]. It only covers what requests
+    /// - retransmission timeout `srtt + 4 · rttvar` (RFC 6298), at least `2 · srtt + 2 ·
+    ///   ack_delay` and [`MIN_RTO`], doubling per timeout up to [`MAX_RTO`]. It only covers what requests
     ///   cannot: a lost tail (no later packet shows the gap), lost acks, and packets the next
     ///   hop refused for want of room;
     /// - congestion control off (see [`RelParams::congestion_control`]).
@@ -67,6 +74,7 @@ impl RelParams {
             min_rto: MIN_RTO,
             max_rto: MAX_RTO,
             congestion_control: false,
+            pacing_bps: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use core::time::Duration;
 use weft_shared::time::Instant;
 use weft_shared::wire::AckRepr;
 
-use super::params::{RelParams, RelSenderLimits};
+use super::params::{PACING_OVERHEAD, RelParams, RelSenderLimits};
 use super::rtt::RttEstimator;
 use super::seq_after;
 
@@ -57,8 +57,8 @@ pub struct RelSenderCounters {
     pub bad_acks: u64,
     /// Requested sequences not in flight (acked already, or never sent).
     pub nack_unknown: u64,
-    /// Requests for a record retransmitted less than half a round trip ago (ignored: the copy
-    /// is on its way).
+    /// Requests for a record retransmitted less than a round trip ago (ignored: the copy is on
+    /// its way).
     pub nack_recent: u64,
     /// Records given up by [`RelSender::reset`] (the peer restarted or the link was replaced):
     /// the end-to-end layer resends them.
@@ -127,6 +127,8 @@ pub struct RelSender {
     recovery_until: u32,
     /// Records in flight that a selective ack covered.
     sacked_in_flight: u32,
+    /// With pacing: the earliest time the next transmission may leave.
+    pace_next: Instant,
     counters: RelSenderCounters,
 }
 
@@ -154,6 +156,7 @@ impl RelSender {
             ca_acked: 0,
             recovery_until: 1,
             sacked_in_flight: 0,
+            pace_next: Instant::ZERO,
             counters: RelSenderCounters::default(),
         }
     }
@@ -189,10 +192,14 @@ impl RelSender {
         self.in_flight() <= self.mask
     }
 
-    /// Whether a record taken now would be transmitted at once (the congestion window has
-    /// room); a caller that has a choice of links prefers one where it would.
-    pub fn can_transmit(&self) -> bool {
-        self.has_room() && self.cwnd_open()
+    /// Whether a record taken at `now` would be transmitted at once (the congestion window and
+    /// the pacer let it out, nothing waits before it). A source takes new messages from its
+    /// client only then, so that they wait at the client (backpressure), not in a queue here.
+    pub fn can_transmit(&self, now: Instant) -> bool {
+        self.has_room()
+            && self.sent_upto == self.next_seq
+            && self.cwnd_open()
+            && self.paced_until(now).is_none()
     }
 
     fn cwnd_open(&self) -> bool {
@@ -216,10 +223,13 @@ impl RelSender {
 
     /// The retransmission timeout in force (with backoff).
     pub fn rto(&self) -> Duration {
+        // At least two round trips: a loss is normally repaired by the receiver's request
+        // (a gap seen, the allowance, the request and the copy: just over one round trip), and
+        // the timeout must not race it (Spines: 2 × RTT).
         let base = self
             .rtt
             .rto()
-            .max(self.rtt.srtt() + self.params.ack_delay * 2)
+            .max(self.rtt.srtt() * 2 + self.params.ack_delay * 2)
             .max(self.params.min_rto);
         base.saturating_mul(1 << self.backoff.min(16))
             .min(self.params.max_rto)
@@ -316,10 +326,12 @@ impl RelSender {
 
     /// Takes a Nack: queues the requested records still in flight for retransmission.
     pub fn handle_nack(&mut self, now: Instant, seqs: &[u32]) {
-        // The link monitor's round trip, not the ack samples: an ack that waited for a gap to
-        // fill inflates those, and a request must never be ignored for longer than the path
-        // takes.
-        let recent = self.params.initial_rtt.min(self.rtt.srtt()) / 2;
+        // A request that arrives less than a round trip after the last copy left was sent
+        // before that copy could have arrived: ignore it. The round trip is the measured one
+        // (queues included), kept within one to four times the link monitor's, since an ack
+        // that waited for a gap to fill inflates the samples.
+        let link = self.params.initial_rtt;
+        let recent = self.rtt.srtt().clamp(link, link * 4);
         for &seq in seqs {
             if !self.is_in_flight(seq) {
                 self.counters.nack_unknown += 1;
@@ -376,6 +388,9 @@ impl RelSender {
     /// The next transmission, if any: retransmissions first, then records waiting for the
     /// congestion window. The caller sends it at once.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<RelTransmission<'_>> {
+        if self.paced_until(now).is_some() {
+            return None;
+        }
         while let Some(seq) = self.retx.pop() {
             if !self.is_in_flight(seq) {
                 continue;
@@ -390,6 +405,7 @@ impl RelSender {
             slot.last_sent = now;
             let (len, first_sent) = (slot.len, slot.first_sent);
             self.counters.retransmitted += 1;
+            self.pace(now, len);
             let at = i * self.record_len;
             return Some(RelTransmission {
                 link_seq: seq,
@@ -409,6 +425,7 @@ impl RelSender {
         slot.last_sent = now;
         let len = slot.len;
         self.counters.sent += 1;
+        self.pace(now, len);
         let at = i * self.record_len;
         Some(RelTransmission {
             link_seq: seq,
@@ -418,12 +435,44 @@ impl RelSender {
         })
     }
 
-    /// When [`RelSender::handle_timeout`] should run next (`None`: nothing in flight).
+    /// When [`RelSender::handle_timeout`] and [`RelSender::poll_transmit`] should run next:
+    /// the retransmission timeout, or when pacing lets the next transmission out (`None`:
+    /// nothing in flight and nothing waiting).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.retx.is_empty() {
-            return None; // the caller polls transmissions first; the timer is re-read after
+        let waiting = !self.retx.is_empty() || self.sent_upto != self.next_seq && self.cwnd_open();
+        let paced = if waiting {
+            self.paced_until(Instant::ZERO).map(|_| self.pace_release())
+        } else {
+            None
+        };
+        match (paced, self.timeout_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        self.timeout_at()
+    }
+
+    /// With pacing, `Some(release)` while a transmission at `now` must wait.
+    fn paced_until(&self, now: Instant) -> Option<Instant> {
+        self.params.pacing_bps?;
+        let release = self.pace_release();
+        (now < release).then_some(release)
+    }
+
+    /// When the pacer lets the next transmission out: it allows a burst of one millisecond.
+    fn pace_release(&self) -> Instant {
+        Instant::from_nanos(self.pace_next.as_nanos().saturating_sub(1_000_000))
+    }
+
+    /// Charges a transmission of a `len`-byte record to the pacer.
+    fn pace(&mut self, now: Instant, len: usize) {
+        let Some(bps) = self.params.pacing_bps.filter(|&b| b > 0) else {
+            return;
+        };
+        let bits = ((len + PACING_OVERHEAD) * 8) as u64;
+        let ns = bits.saturating_mul(1_000_000_000) / bps;
+        // An idle pacer lets a burst of one millisecond out, no more.
+        let floor = Instant::from_nanos(now.as_nanos().saturating_sub(1_000_000));
+        self.pace_next = self.pace_next.max(floor) + Duration::from_nanos(ns);
     }
 
     /// Gives up every record in flight (the peer restarted: its receiver starts over) and

@@ -236,8 +236,12 @@ impl E2eSource {
         }
         if let Some(seq) = newest.filter(|&s| s >= self.base) {
             let slot = self.slots[self.index(seq)];
-            if !slot.resent {
-                self.rtt.sample(now - slot.last_sent);
+            // Karn's rule; and a report much later than the timeout says the sink had nothing
+            // to report on for a while (the flow waited for a resend), not that the path is
+            // slow: such samples would feed on themselves.
+            let sample = now - slot.last_sent;
+            if !slot.resent && sample <= self.base_rto() * 2 {
+                self.rtt.sample(sample);
             }
         }
         if progressed {
@@ -369,9 +373,17 @@ impl E2eSource {
     /// sink's report plus four deviations if that is longer (queues on the way), doubled per
     /// resend round without progress.
     pub fn rto(&self) -> Duration {
-        let base = self.params.rto.max(self.rtt.rto());
-        base.saturating_mul(1 << self.backoff.min(16))
-            .min(self.params.max_rto.max(base))
+        self.base_rto()
+            .saturating_mul(1 << self.backoff.min(16))
+            .min(self.params.max_rto.max(self.params.rto))
+    }
+
+    /// The timeout before backoff.
+    fn base_rto(&self) -> Duration {
+        self.params
+            .rto
+            .max(self.rtt.rto())
+            .min(self.params.max_rto.max(self.params.rto))
     }
 
     /// Sets the base resend timeout (the route's round trip changed).

@@ -6,8 +6,8 @@ use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use weft_proto::reliable::{
-    E2eAck, E2eParams, E2eSink, E2eSource, RelClass, RelParams, RelReceiver, RelReceiverLimits,
-    RelSender, RelSenderLimits, SinkOutcome,
+    E2eAck, E2eParams, E2eSink, E2eSource, PACING_OVERHEAD, RelClass, RelParams, RelReceiver,
+    RelReceiverLimits, RelSender, RelSenderLimits, SinkOutcome,
 };
 use weft_shared::time::Instant;
 use weft_shared::wire::{AckRepr, NackRepr};
@@ -24,10 +24,14 @@ struct Msg {
 }
 
 const MSG_LEN: usize = 17;
+/// The largest record: messages are padded to the configured size less the headers, so that
+/// pacing charges what the link model carries.
+const MAX_RECORD: usize = 1448;
 
 impl Msg {
-    fn encode(self) -> [u8; MSG_LEN] {
-        let mut b = [0; MSG_LEN];
+    /// The message's bytes, padded; the caller slices the record length.
+    fn encode(self) -> [u8; MAX_RECORD] {
+        let mut b = [0; MAX_RECORD];
         b[..8].copy_from_slice(&self.seq.to_be_bytes());
         b[8..16].copy_from_slice(&self.origin.as_nanos().to_be_bytes());
         b[16] = u8::from(self.recovered);
@@ -35,7 +39,7 @@ impl Msg {
     }
 
     fn decode(b: &[u8]) -> Option<Msg> {
-        if b.len() != MSG_LEN {
+        if b.len() < MSG_LEN {
             return None;
         }
         let word = |r: std::ops::Range<usize>| {
@@ -180,6 +184,8 @@ struct Run {
     max_outstanding: u32,
     /// The client's next send already queued.
     source_tick: Option<Instant>,
+    /// Bytes of each record.
+    rec_len: usize,
 }
 
 /// Runs one experiment to the end (or its time limit) and reports.
@@ -224,6 +230,7 @@ impl Run {
             };
             let rel = RelParams {
                 congestion_control: cfg.congestion_control,
+                pacing_bps: cfg.pacing_bps,
                 ..RelParams::for_link(l.latency * 2)
             };
             for _ in 0..2 {
@@ -232,7 +239,7 @@ impl Run {
                     rel,
                     RelSenderLimits {
                         window: cfg.link_window,
-                        record_len: MSG_LEN,
+                        record_len: MAX_RECORD,
                     },
                 ));
                 receivers.push(RelReceiver::new(
@@ -244,19 +251,20 @@ impl Run {
                 ));
             }
         }
-        let path_rtt: Duration = cfg.links.iter().map(|l| l.latency).sum::<Duration>() * 2;
+        let path_rtt = shortest_path(&cfg) * 2;
         let e2e = E2eParams {
             window: cfg.e2e_window,
-            msg_len: MSG_LEN,
+            msg_len: record_len(&cfg),
             ..E2eParams::for_path(path_rtt)
         };
         let path = RelParams {
             congestion_control: cfg.congestion_control,
+            pacing_bps: cfg.pacing_bps,
             ..RelParams::for_link(path_rtt)
         };
         let path_limits = RelSenderLimits {
             window: cfg.link_window,
-            record_len: MSG_LEN,
+            record_len: MAX_RECORD,
         };
         let directed = models.len();
         let interval = cfg.rate_pps.map_or(Duration::ZERO, |r| {
@@ -303,6 +311,7 @@ impl Run {
             max_held: 0,
             max_outstanding: 0,
             source_tick: None,
+            rec_len: record_len(&cfg),
             cfg,
         };
         run.route();
@@ -543,16 +552,17 @@ impl Run {
     fn take(&mut self, here: usize, mut msg: Msg, retx: bool) -> bool {
         msg.recovered |= retx;
         if here == self.cfg.dst {
-            let bytes = msg.encode();
+            let rec = msg.encode();
+            let bytes = &rec[..self.rec_len];
             return match self.sink.classify(msg.seq, bytes.len()) {
                 SinkOutcome::Accepted => {
-                    self.sink.handle_packet(self.now, msg.seq, &bytes);
+                    self.sink.handle_packet(self.now, msg.seq, bytes);
                     self.note_arrival(msg);
                     self.flush_sink();
                     true
                 }
                 SinkOutcome::Duplicate => {
-                    self.sink.handle_packet(self.now, msg.seq, &bytes);
+                    self.sink.handle_packet(self.now, msg.seq, bytes);
                     self.flush_sink();
                     true
                 }
@@ -567,7 +577,7 @@ impl Run {
         let Some(d) = self.to_dst[here] else {
             return false;
         };
-        match self.senders[d].handle_send(self.now, &msg.encode()) {
+        match self.senders[d].handle_send(self.now, &msg.encode()[..self.rec_len]) {
             Ok(_) => {
                 self.max_link_in_flight = self.max_link_in_flight.max(self.senders[d].in_flight());
                 self.flush_sender(d);
@@ -656,7 +666,10 @@ impl Run {
                 origin: wanted,
                 recovered: false,
             };
-            let Ok(seq) = self.source.handle_send(self.now, &msg.encode()) else {
+            let Ok(seq) = self
+                .source
+                .handle_send(self.now, &msg.encode()[..self.rec_len])
+            else {
                 break;
             };
             debug_assert_eq!(seq, next);
@@ -675,10 +688,10 @@ impl Run {
     fn first_hop_has_room(&self) -> bool {
         match self.cfg.recovery {
             Recovery::EndToEnd => {
-                self.path_tx.can_transmit() && self.to_dst[self.cfg.src].is_some()
+                self.path_tx.can_transmit(self.now) && self.to_dst[self.cfg.src].is_some()
             }
             Recovery::HopByHop => {
-                self.to_dst[self.cfg.src].is_some_and(|d| self.senders[d].can_transmit())
+                self.to_dst[self.cfg.src].is_some_and(|d| self.senders[d].can_transmit(self.now))
             }
         }
     }
@@ -686,7 +699,10 @@ impl Run {
     fn send_from_source(&mut self, msg: Msg) -> bool {
         match self.cfg.recovery {
             Recovery::HopByHop => self.send_on_route(self.cfg.src, msg),
-            Recovery::EndToEnd => match self.path_tx.handle_send(self.now, &msg.encode()) {
+            Recovery::EndToEnd => match self
+                .path_tx
+                .handle_send(self.now, &msg.encode()[..self.rec_len])
+            {
                 Ok(_) => {
                     self.flush_path_tx();
                     true
@@ -881,6 +897,34 @@ impl Run {
             max_held: self.max_held,
             max_outstanding: self.max_outstanding,
         }
+    }
+}
+
+/// Bytes of each record: the packet size less the headers pacing adds.
+fn record_len(cfg: &ReliableConfig) -> usize {
+    cfg.msg_bytes
+        .saturating_sub(PACING_OVERHEAD)
+        .clamp(MSG_LEN, MAX_RECORD)
+}
+
+/// The latency of the shortest path from the source to the destination.
+fn shortest_path(cfg: &ReliableConfig) -> Duration {
+    let mut dist = vec![Duration::MAX; cfg.nodes];
+    dist[cfg.src] = Duration::ZERO;
+    // Bellman-Ford: the graphs are tiny.
+    for _ in 0..cfg.nodes {
+        for l in &cfg.links {
+            for (u, v) in [(l.a, l.b), (l.b, l.a)] {
+                if dist[u] != Duration::MAX && dist[u] + l.latency < dist[v] {
+                    dist[v] = dist[u] + l.latency;
+                }
+            }
+        }
+    }
+    if dist[cfg.dst] == Duration::MAX {
+        Duration::ZERO
+    } else {
+        dist[cfg.dst]
     }
 }
 

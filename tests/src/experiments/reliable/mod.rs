@@ -106,6 +106,8 @@ pub struct ReliableConfig {
     pub link_window: u32,
     /// TCP-like congestion control on every ARQ loop.
     pub congestion_control: bool,
+    /// Every ARQ loop paces its transmissions to this rate (`None`: no pacing).
+    pub pacing_bps: Option<u64>,
     /// The receiving client's reads per second; `None`: it takes each message at once.
     pub read_pps: Option<u32>,
     /// The receiving client stops reading for this span (start, length), if set.
@@ -153,6 +155,7 @@ impl ReliableConfig {
             e2e_window: 1024,
             link_window: 4096,
             congestion_control: false,
+            pacing_bps: None,
             read_pps: None,
             read_pause: None,
             detect: Duration::from_millis(100),

@@ -248,3 +248,36 @@ fn the_congestion_window_paces_the_wire_and_halves_once_per_loss_event() {
     tx.handle_timeout(t.max(ms(1000)));
     assert_eq!(tx.cwnd(), 2);
 }
+
+#[test]
+fn pacing_spaces_transmissions_at_the_configured_rate() {
+    use super::super::{PACING_OVERHEAD, RelParams, RelSenderLimits};
+    let params = RelParams {
+        // 1,000 records of 24 B (+ headers) per second.
+        pacing_bps: Some(((24 + PACING_OVERHEAD) * 8 * 1000) as u64),
+        // No acks come in this test: keep the timeout out of the way.
+        min_rto: core::time::Duration::from_secs(10),
+        max_rto: core::time::Duration::from_secs(10),
+        ..RelParams::for_link(core::time::Duration::from_millis(20))
+    };
+    let limits = RelSenderLimits {
+        window: 256,
+        record_len: 24,
+    };
+    let mut tx = RelSender::new(params, limits);
+    for _ in 0..100 {
+        tx.handle_send(ms(0), &[0; 24]).unwrap();
+    }
+    let mut sent = Vec::new();
+    let mut now = ms(0);
+    while sent.len() < 100 {
+        while let Some(t) = tx.poll_transmit(now) {
+            assert!(!t.retransmission);
+            sent.push(now);
+        }
+        now = tx.poll_timeout().unwrap().max(now);
+    }
+    // A burst of about 2 ms at first, then one per millisecond.
+    let span = sent[99] - sent[0];
+    assert!((95..=99).contains(&span.as_millis()), "{span:?}");
+}
