@@ -9,7 +9,7 @@
 //! | Control | [`PipelineOutput::control`]: the envelope is punted to the control plane |
 //! | Data    | TTL and age, then [`PipelineOutput::deliver`] (to this node) or [`PipelineOutput::forward`] (FIB next hop) |
 //! | Nack (real-time) | [`PipelineOutput::nack`]: to the lane that sent the data it asks for |
-//! | Ack, Nack (reliable) | counted drop [`DropReason::Unsupported`] (the reliable link is not built yet) |
+//! | Ack, Nack (reliable) | [`PipelineOutput::reliable_feedback`]: to the lane that sent the data they answer |
 //!
 //! Every other outcome is a [`PipelineOutput::drop_record`] with its [`DropReason`]: one per bad
 //! record, or one for the whole datagram when the link header is bad. The sender link and path
@@ -27,6 +27,14 @@
 //! spent is dropped as [`DropReason::Late`]. An output without real-time state refuses such
 //! records as unsupported.
 //!
+//! Reliable data (`link_proto` 1, `docs/reliable.md`) goes through the worker's [`RelLinks`]
+//! (from [`PipelineOutput::reliable`]): on arrival the receiver of (link, peer lane) says
+//! whether the record is new; a new record is delivered or taken by the next link's sender
+//! (which transmits it from the worker's reliable turn, as its window, congestion window and
+//! pacer allow) and only then accepted (acked). A record the next link has no room for, or no
+//! route yet, is refused: not acked, so the previous hop keeps it and sends it again. Nothing is
+//! dropped that was acked, except what can never be delivered (TTL spent, a malformed record).
+//!
 //! # Call order
 //!
 //! The engine, once per received datagram: `handle_datagram(rx_at, now, datagram, fib, links,
@@ -42,6 +50,9 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests_realtime;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests_reliable;
 
 use core::time::Duration;
 use weft_shared::DropReason;
@@ -50,11 +61,12 @@ use weft_shared::ids::{FlowId, Incarnation, LinkId, NodeId, Port};
 use weft_shared::shm::fib::FibTable;
 use weft_shared::time::Instant;
 use weft_shared::wire::{
-    ControlRepr, DataPacket, Delivery, HelloRepr, LINK_HEADER_LEN, LinkProto, LinkRepr, NackRepr,
-    RECORD_HEADER_LEN, RecordFlags, RecordKind, RecordRepr, Route,
+    AckRepr, ControlRepr, DataPacket, Delivery, HelloRepr, LINK_HEADER_LEN, LinkProto, LinkRepr,
+    NackRepr, RECORD_HEADER_LEN, RecordFlags, RecordKind, RecordRepr, Route,
 };
 
 use crate::realtime::{RtLinks, RtMeta};
+use crate::reliable::{RelClass, RelFeedback, RelLinks};
 
 pub use hello::{hello_fields, hello_repr};
 pub use sender::{DEFAULT_TTL, LinkSender, emit_error_drop};
@@ -96,6 +108,9 @@ pub struct LocalDelivery<'a> {
     pub age_us: u32,
     /// What the destination's deadline buffer needs, for a real-time flow.
     pub realtime: Option<RtDelivery>,
+    /// A message of a reliable flow (in-order, exactly-once delivery by the destination's
+    /// end-to-end sink).
+    pub reliable: bool,
     /// The application's bytes.
     pub payload: &'a [u8],
 }
@@ -141,6 +156,7 @@ impl<'a> LocalDelivery<'a> {
             seq: o.seq,
             age_us: o.age_us,
             realtime: RtDelivery::of(&o, recovered),
+            reliable: o.link_proto == LinkProto::Reliable,
             payload,
         })
     }
@@ -169,6 +185,17 @@ pub trait PipelineOutput {
     fn nack(&mut self, rx: &LinkRepr, nack: &NackRepr) {
         let _ = (rx, nack);
         self.drop_record(DropReason::Unsupported("real-time feedback"));
+    }
+    /// The worker's reliable link state, if it runs the reliable protocol; without it reliable
+    /// data is refused as unsupported.
+    fn reliable(&mut self) -> Option<&mut RelLinks> {
+        None
+    }
+    /// Reliable-link feedback (an Ack or a Nack) from the neighbour on `rx.link`, for the data
+    /// of lane `data_lane`. The default refuses it.
+    fn reliable_feedback(&mut self, rx: &LinkRepr, feedback: &RelFeedback) {
+        let _ = (rx, feedback);
+        self.drop_record(DropReason::Unsupported("reliable link feedback"));
     }
 }
 
@@ -308,15 +335,22 @@ impl Forwarder {
             RecordKind::Hello => HelloRepr::parse(body).map(|hello| out.hello(rx, &hello)),
             RecordKind::Control => ControlRepr::parse(body).map(|_| out.control(rx, body)),
             RecordKind::Data => self.handle_data(rx, &header, times, body, fib, links, out),
-            RecordKind::Nack => NackRepr::parse(body).and_then(|nack| {
+            RecordKind::Nack => NackRepr::parse(body).map(|nack| {
                 if nack.link_proto() == LinkProto::Realtime {
                     out.nack(rx, &nack);
-                    Ok(())
                 } else {
-                    Err(DropReason::Unsupported("reliable link feedback"))
+                    out.reliable_feedback(rx, &RelFeedback::Nack(nack));
                 }
             }),
-            RecordKind::Ack => Err(DropReason::Unsupported("reliable link feedback")),
+            RecordKind::Ack => AckRepr::parse(body).and_then(|ack| {
+                if ack.link_proto == LinkProto::Reliable {
+                    out.reliable_feedback(rx, &RelFeedback::Ack(ack));
+                    Ok(())
+                } else {
+                    // Real-time receivers request; they never ack.
+                    Err(DropReason::Unsupported("real-time acks"))
+                }
+            }),
         };
         if let Err(reason) = result {
             out.drop_record(reason);
@@ -341,7 +375,7 @@ impl Forwarder {
         let residence_us = duration_us(times.now.saturating_duration_since(times.rx_at));
         let mut data = DataPacket::new_checked(&mut *body)?;
         let overlay = *data.overlay();
-        let realtime = match overlay.link_proto {
+        let (realtime, reliable) = match overlay.link_proto {
             LinkProto::BestEffort => {
                 // Best effort has no link sequence and never retransmits (docs/wire.md).
                 if header.link_seq != 0 {
@@ -355,12 +389,13 @@ impl Forwarder {
                         field: "record.flags",
                     });
                 }
-                false
+                (false, false)
             }
-            LinkProto::Realtime => true,
+            LinkProto::Realtime => (true, false),
+            LinkProto::Reliable => (false, true),
             _ => {
                 return Err(DropReason::Unsupported(
-                    "link protocols other than best effort and real-time",
+                    "the intrusion-tolerant link protocols",
                 ));
             }
         };
@@ -399,6 +434,9 @@ impl Forwarder {
                 retransmission,
             )?;
         }
+        if reliable {
+            return self.handle_reliable(rx, header, times, body, dst, fib, links, out);
+        }
         match self.next_hop(dst, fib, links)? {
             NextHop::Local => {
                 let h = data.header_mut();
@@ -414,6 +452,7 @@ impl Forwarder {
                     seq: overlay.seq,
                     age_us,
                     realtime: RtDelivery::of(&overlay, retransmission),
+                    reliable: false,
                     payload: payload_of(body, payload_len),
                 };
                 out.deliver(rx, &delivery, body);
@@ -449,6 +488,115 @@ impl Forwarder {
             }
         }
         Ok(())
+    }
+}
+
+impl Forwarder {
+    /// A reliable data record (module doc): new or not on its link, then delivered or taken by
+    /// the next link's sender, and only then acked; refused when it cannot be passed on now.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the pipeline's inputs, passed through"
+    )]
+    fn handle_reliable(
+        &self,
+        rx: &LinkRepr,
+        header: &RecordRepr,
+        times: Times,
+        body: &mut [u8],
+        dst: NodeId,
+        fib: &FibTable,
+        links: &impl LinkTable,
+        out: &mut impl PipelineOutput,
+    ) -> Result<(), DropReason> {
+        let (link, lane, peer, seq) = (rx.link, rx.lane, rx.sender_incarnation, header.link_seq);
+        let retransmission = header.flags == RecordFlags::RETRANSMIT;
+        let rel = out
+            .reliable()
+            .ok_or(DropReason::Unsupported("reliable flows on this node"))?;
+        match rel.classify(link, lane, peer, seq)? {
+            RelClass::New => {}
+            class => {
+                rel.duplicate(times.rx_at, link, lane, peer, class)?;
+                return Err(DropReason::Duplicate);
+            }
+        }
+        let residence_us = duration_us(times.now.saturating_duration_since(times.rx_at));
+        let passed = self.pass_reliable(rx, times, residence_us, body, dst, fib, links, out);
+        let rel = out
+            .reliable()
+            .ok_or(DropReason::Unsupported("reliable flows on this node"))?;
+        match passed {
+            Ok(()) => rel.accept(times.rx_at, link, lane, peer, seq, retransmission),
+            // Room or a route may come: the previous hop keeps the record and resends it.
+            Err(reason @ (DropReason::QueueFull | DropReason::NoRoute)) => {
+                rel.refuse(times.rx_at, link, lane, peer, seq)?;
+                Err(reason)
+            }
+            // It can never be passed on: ack it so the previous hop stops, and count the drop.
+            Err(reason) => {
+                rel.accept(times.rx_at, link, lane, peer, seq, retransmission)?;
+                Err(reason)
+            }
+        }
+    }
+}
+
+impl Forwarder {
+    /// Delivers a new reliable record or hands it to the next link's sender.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the pipeline's inputs, passed through"
+    )]
+    fn pass_reliable(
+        &self,
+        rx: &LinkRepr,
+        times: Times,
+        residence_us: u32,
+        body: &mut [u8],
+        dst: NodeId,
+        fib: &FibTable,
+        links: &impl LinkTable,
+        out: &mut impl PipelineOutput,
+    ) -> Result<(), DropReason> {
+        match self.next_hop(dst, fib, links)? {
+            NextHop::Local => {
+                let mut data = DataPacket::new_checked(&mut *body)?;
+                let overlay = *data.overlay();
+                let h = data.header_mut();
+                h.add_age_us(residence_us);
+                let age_us = h.age_us.get();
+                let payload_len = data.payload().len();
+                let delivery = LocalDelivery {
+                    dst_port: overlay.dst_port,
+                    src: overlay.src,
+                    src_port: overlay.src_port,
+                    src_incarnation: overlay.src_incarnation,
+                    flow: overlay.flow,
+                    seq: overlay.seq,
+                    age_us,
+                    realtime: None,
+                    reliable: true,
+                    payload: payload_of(body, payload_len),
+                };
+                // The destination's end-to-end sink takes it from here; if it cannot keep it,
+                // the source still has it and resends it (docs/reliable.md).
+                out.deliver(rx, &delivery, body);
+                Ok(())
+            }
+            NextHop::Link(next) => {
+                let delay = links.link(next).map_or(0, |l| l.one_way_delay_us);
+                let mut data = DataPacket::new_checked(&mut *body)?;
+                let h = data.header_mut();
+                h.decrement_ttl()?;
+                h.add_age_us(residence_us.saturating_add(delay));
+                let rtt = us(delay.saturating_mul(2));
+                let rel = out
+                    .reliable()
+                    .ok_or(DropReason::Unsupported("reliable flows on this node"))?;
+                rel.send(times.now, next, rtt, body).map(|_| ())
+            }
+        }
     }
 }
 

@@ -16,20 +16,20 @@ use weft_shared::wire::{
 use super::*;
 use crate::realtime::{RtLinks, RtLinksLimits};
 
-const ME: u16 = 1;
-const PEER: u16 = 2;
-const IN_LINK: u16 = 4;
-const OUT_LINK: u16 = 7;
+pub(super) const ME: u16 = 1;
+pub(super) const PEER: u16 = 2;
+pub(super) const IN_LINK: u16 = 4;
+pub(super) const OUT_LINK: u16 = 7;
 
-fn node(n: u16) -> NodeId {
+pub(super) fn node(n: u16) -> NodeId {
     NodeId::new(n).unwrap()
 }
 
-fn link(n: u16) -> LinkId {
+pub(super) fn link(n: u16) -> LinkId {
     LinkId::new(n).unwrap()
 }
 
-struct Links;
+pub(super) struct Links;
 
 impl LinkTable for Links {
     fn link(&self, id: LinkId) -> Option<LinkInfo> {
@@ -49,7 +49,7 @@ impl LinkTable for Links {
     }
 }
 
-fn fib() -> Box<FibTable> {
+pub(super) fn fib() -> Box<FibTable> {
     let mut table = FibTable::new_boxed();
     FibBuilder::new(&mut table).set_unicast(
         node(3),
@@ -123,8 +123,8 @@ fn overlay(dst: u16, seq: u64, age_us: u32) -> OverlayRepr {
     }
 }
 
-/// A packet from the peer's lane 1 on link 4 with one real-time record.
-fn packet(o: OverlayRepr, link_seq: u32, flags: RecordFlags) -> Vec<u8> {
+/// A packet from the peer's lane 1 on link 4 with one data record.
+pub(super) fn packet(o: OverlayRepr, link_seq: u32, flags: RecordFlags) -> Vec<u8> {
     let mut sender = LinkSender::new(node(PEER), Incarnation(9), 1);
     let header = sender
         .next_header(link(IN_LINK), PathId::new(0).unwrap(), PacketType::Data)

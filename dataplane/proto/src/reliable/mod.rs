@@ -70,6 +70,7 @@
 //# intermediate nodes keep no per-flow state, forward out of order; the end receiver reorders
 //# by an end-to-end sequence number.
 
+mod links;
 mod params;
 mod receiver;
 mod rtt;
@@ -80,6 +81,7 @@ mod source;
 #[cfg(test)]
 mod tests;
 
+pub use links::{RelFeedback, RelLinks, RelLinksLimits, RelTotals};
 pub use params::{
     E2eParams, MAX_RTO, MIN_RTO, PACING_OVERHEAD, RelParams, RelReceiverLimits, RelSenderLimits,
 };
