@@ -8,7 +8,8 @@
 //! The other way, worker 0 has one ring to each other worker, for link feedback: every feedback
 //! packet reaches worker 0 (the steering program puts it on the control socket), and a
 //! real-time Nack for the data of lane `k` belongs to worker `k`, whose `RtLinks` sent that
-//! data ([`HANDOFF_NACK`]).
+//! data ([`HANDOFF_NACK`]); reliable Acks and Nacks likewise ([`HANDOFF_REL_ACK`],
+//! [`HANDOFF_REL_NACK`]).
 //!
 //! The rings are the shared-memory ring type ([`weft_shared::shm::ring`]) over a private memfd
 //! region that no other process sees: it is the tested SPSC ring with burst publish and the
@@ -36,6 +37,30 @@ pub const HANDOFF_DELIVER_RECOVERED: u16 = 3;
 /// `PacketMeta::flags` (worker 0 to worker k): the slot holds a real-time Nack record body for
 /// worker k's lane, received on `PacketMeta::link`.
 pub const HANDOFF_NACK: u16 = 4;
+
+/// `PacketMeta::flags` (worker 0 to worker k): the slot holds the sender's data-plane
+/// incarnation (4 bytes, big-endian) and a reliable Ack record body for worker k's lane,
+/// received on `PacketMeta::link`.
+pub const HANDOFF_REL_ACK: u16 = 5;
+/// `PacketMeta::flags` (worker 0 to worker k): like [`HANDOFF_REL_ACK`], with a reliable Nack
+/// record body.
+pub const HANDOFF_REL_NACK: u16 = 6;
+
+/// Splits a reliable feedback slot into the peer incarnation and the record body.
+pub fn split_incarnation(
+    bytes: &[u8],
+) -> Result<(weft_shared::ids::Incarnation, &[u8]), weft_shared::DropReason> {
+    match bytes {
+        [a, b, c, d, rest @ ..] => Ok((
+            weft_shared::ids::Incarnation(u32::from_be_bytes([*a, *b, *c, *d])),
+            rest,
+        )),
+        _ => Err(weft_shared::DropReason::Truncated {
+            needed: 4,
+            got: bytes.len(),
+        }),
+    }
+}
 
 /// The rings and the doorbell of worker 0, made once at start-up.
 pub struct Handoff {

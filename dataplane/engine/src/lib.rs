@@ -20,6 +20,7 @@ pub mod links;
 pub mod monitors;
 pub mod node;
 mod output;
+pub mod reliable_flows;
 mod rx;
 pub mod session;
 pub mod session_glue;

@@ -181,7 +181,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 stats: StatsWriter::attach(region.clone()).context("link statistics")?,
                 timers: *config.timers(),
                 config_hash,
-                session: Box::new(move || SessionGlue::bind(&session_path, me, max_payload)),
+                session: Box::new(move || {
+                    SessionGlue::bind(&session_path, me, incarnation, max_payload)
+                }),
             }))
         } else {
             RoleSetup::Other(

@@ -7,13 +7,17 @@
 
 use weft_proto::forward::{LinkSender, LocalDelivery, PipelineOutput};
 use weft_proto::realtime::RtLinks;
+use weft_proto::reliable::{RelFeedback, RelLinks};
 use weft_shared::DropReason;
 use weft_shared::ids::{Incarnation, LinkId, PathId};
 use weft_shared::shm::{Counter, PacketMeta, PushError, RingProducer, WorkerCounters};
 use weft_shared::time::Instant;
 use weft_shared::wire::{HelloRepr, LinkRepr, NackRepr, PriorityClass, RecordFlags, peek_class};
 
-use crate::handoff::{HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HandoffProducer};
+use crate::handoff::{
+    HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HANDOFF_REL_ACK, HANDOFF_REL_NACK,
+    HandoffProducer,
+};
 use crate::links::{LinkTraffic, Links};
 use crate::monitors::Monitors;
 use crate::session_glue::SessionGlue;
@@ -84,6 +88,8 @@ pub(crate) struct Out<'a> {
     pub(crate) counters: &'a WorkerCounters,
     /// The worker's real-time link state (its lane).
     pub(crate) rt: &'a mut RtLinks,
+    /// The worker's reliable link state (its lane).
+    pub(crate) rel: &'a mut RelLinks,
     pub(crate) role: RoleOut<'a>,
 }
 
@@ -179,6 +185,32 @@ impl PipelineOutput for Out<'_> {
         Some(self.rt)
     }
 
+    fn reliable(&mut self) -> Option<&mut RelLinks> {
+        Some(self.rel)
+    }
+
+    fn reliable_feedback(&mut self, rx: &LinkRepr, feedback: &RelFeedback) {
+        let lane = usize::from(match feedback {
+            RelFeedback::Ack(a) => a.data_lane,
+            RelFeedback::Nack(n) => n.data_lane(),
+        });
+        let peer = rx.sender_incarnation;
+        let result = if lane == self.worker {
+            match feedback {
+                RelFeedback::Ack(a) => self.rel.handle_ack(self.now, rx.link, peer, a),
+                RelFeedback::Nack(n) => self.rel.handle_nack(self.now, rx.link, peer, n),
+            }
+        } else {
+            match &mut self.role {
+                RoleOut::Zero { to_lanes, .. } => hand_rel_feedback(to_lanes, lane, rx, feedback),
+                RoleOut::Other { .. } => Err(DropReason::Unsupported("feedback off worker 0")),
+            }
+        };
+        if let Err(reason) = result {
+            self.counters.add_drop(reason, 1);
+        }
+    }
+
     fn nack(&mut self, rx: &LinkRepr, nack: &NackRepr) {
         let lane = usize::from(nack.data_lane());
         let result = if lane == self.worker {
@@ -220,6 +252,92 @@ fn hand_nack(
         flags: HANDOFF_NACK,
     };
     ring.stage_meta(meta, &body[..n])
+}
+
+/// Stages reliable feedback for the worker that owns `lane` (1..), behind the sender's
+/// incarnation.
+fn hand_rel_feedback(
+    to_lanes: &mut [HandoffProducer],
+    lane: usize,
+    rx: &LinkRepr,
+    feedback: &RelFeedback,
+) -> Result<(), DropReason> {
+    let ring = lane
+        .checked_sub(1)
+        .and_then(|i| to_lanes.get_mut(i))
+        .ok_or(DropReason::BadField {
+            field: "feedback.data_lane",
+            value: lane as u64,
+        })?;
+    let mut body = [0u8; 4 + 4 + 4 * weft_shared::wire::MAX_NACK_SEQS];
+    body[..4].copy_from_slice(&rx.sender_incarnation.0.to_be_bytes());
+    let (n, flags) = match feedback {
+        RelFeedback::Ack(a) => (a.emit(&mut body[4..]), HANDOFF_REL_ACK),
+        RelFeedback::Nack(nk) => (nk.emit(&mut body[4..]), HANDOFF_REL_NACK),
+    };
+    let n = n.map_err(weft_proto::forward::emit_error_drop)?;
+    let meta = PacketMeta {
+        link: Some(rx.link),
+        path: None,
+        flags,
+    };
+    ring.stage_meta(meta, &body[..4 + n])
+}
+
+/// Sends what the worker's reliable state has due at `now`: acks and requests (feedback
+/// packets on the link back) and transmissions (first sends and retransmissions).
+pub(crate) fn send_reliable_output(
+    now: Instant,
+    rel: &mut RelLinks,
+    tx: &mut TxQueue,
+    sender: &mut LinkSender,
+    links: &Links,
+    worker: usize,
+    counters: &WorkerCounters,
+) {
+    rel.handle_timeout(now);
+    while let Some((link, feedback)) = rel.poll_feedback(now) {
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        let result = send_on_link(
+            tx,
+            sender,
+            links,
+            worker,
+            counters,
+            meta,
+            |s, buf, l, p, max| match &feedback {
+                RelFeedback::Ack(a) => s.write_ack(buf, l, p, a, max),
+                RelFeedback::Nack(n) => s.write_nack(buf, l, p, n, max),
+            },
+        );
+        if let Err(reason) = result {
+            counters.add_drop(reason, 1);
+        }
+    }
+    rel.poll_transmit(now, |link, link_seq, flags, record| {
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        let result = send_on_link(
+            tx,
+            sender,
+            links,
+            worker,
+            counters,
+            meta,
+            |s, buf, l, p, max| s.write_sequenced_data(buf, l, p, record, link_seq, flags, max),
+        );
+        match result {
+            Ok(()) => counters.add(Counter::Forwarded, 1),
+            Err(reason) => counters.add_drop(reason, 1),
+        }
+    });
 }
 
 /// Sends what the worker's real-time state has due at `now`: requests (Nack records, in

@@ -10,6 +10,12 @@
 //! the flow's strikes, deadline and delivery mode, and the first link's `RtLinks` sender numbers
 //! it and keeps a copy. Arriving at its destination, a real-time message goes into the flow's
 //! deadline buffer ([`DeadlineFlows`]) and reaches the client when the buffer releases it.
+//!
+//! Reliable flows (`LinkProtocol::Reliable`, `docs/reliable.md`): a client's message is taken
+//! by the flow's end-to-end source ([`ReliableFlows`]) and handed to the first link's reliable
+//! sender; arriving at its destination it goes through the flow's end-to-end sink, which
+//! delivers in order, exactly once, as fast as the client reads. The client's credits come
+//! back as the far end delivers.
 
 use std::ops::Range;
 use std::path::Path;
@@ -19,6 +25,7 @@ use std::time::Duration;
 
 use weft_proto::forward::{DEFAULT_TTL, Forwarder, LinkSender, LocalDelivery, NextHop};
 use weft_proto::realtime::{RtLinks, RtMeta};
+use weft_proto::reliable::RelLinks;
 use weft_shared::DropReason;
 use weft_shared::ids::{FlowId, Incarnation, NodeId, Port};
 use weft_shared::session::{DeliveryMode, Destination, ErrorCode, LinkProtocol, RoutingMode};
@@ -30,6 +37,7 @@ use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, RecordFlags,
 use crate::deadline_flows::{DeadlineFlows, FlowKey, ReleaseSink};
 use crate::links::Links;
 use crate::output::send_on_link;
+use crate::reliable_flows::{E2E_ACK_PORT, FlowOutput, ReliableFlows, SourceInfo};
 use crate::session::{
     ClientId, ClientStatus, DeliverError, DeliverInfo, FlowService, OutboundMessage, SessionConfig,
     SessionServer, SessionSink,
@@ -51,16 +59,25 @@ pub struct SessionGlue {
     flush_pending: bool,
     /// The destination end of real-time flows.
     realtime: DeadlineFlows,
+    /// Both ends of reliable flows.
+    reliable: ReliableFlows,
 }
 
 impl SessionGlue {
     /// Binds the session socket at `path` for node `node`; `max_payload` is the largest payload
     /// one overlay packet carries.
-    pub fn bind(path: &Path, node: NodeId, max_payload: u32) -> anyhow::Result<Self> {
+    pub fn bind(
+        path: &Path,
+        node: NodeId,
+        incarnation: Incarnation,
+        max_payload: u32,
+    ) -> anyhow::Result<Self> {
         let config = SessionConfig {
             max_payload,
             ..SessionConfig::default()
         };
+        let reliable =
+            ReliableFlows::new(incarnation, config.reliable_window, max_payload as usize);
         let server = SessionServer::bind(path, node, config)?;
         Ok(SessionGlue {
             server,
@@ -68,6 +85,7 @@ impl SessionGlue {
             closed: Vec::with_capacity(64),
             flush_pending: false,
             realtime: DeadlineFlows::new(max_payload as usize),
+            reliable,
         })
     }
 
@@ -120,6 +138,10 @@ impl SessionGlue {
     /// Same-node messages wait in the sink's [`LocalQueue`]: deliver them with
     /// [`SessionGlue::deliver_local`] once the sink is gone.
     pub fn handle_clients(&mut self, tokens: &[u64], sink: &mut Originate<'_>) {
+        let sink = &mut WithReliable {
+            out: sink,
+            reliable: &mut self.reliable,
+        };
         for &t in tokens {
             let Some(id) = t
                 .checked_sub(TOKEN_SESSION_BASE + 1)
@@ -177,9 +199,40 @@ impl SessionGlue {
         if let Some(rt) = d.realtime {
             return self.realtime.handle(now, d, rt, counters);
         }
+        if d.dst_port == E2E_ACK_PORT {
+            return self.reliable.on_ack(now, d);
+        }
+        if d.reliable {
+            let server = &mut self.server;
+            self.flush_pending = true;
+            return self.reliable.on_data(
+                now,
+                d,
+                &mut |port, info, payload| server.deliver(port, info, payload),
+                counters,
+            );
+        }
         self.deliver_now(d)?;
         counters.add(Counter::Delivered, 1);
         Ok(())
+    }
+
+    /// The reliable flows' periodic work (deliveries the clients now take, end-to-end acks,
+    /// resends, credits back), sending through `out`.
+    pub fn poll_reliable(&mut self, now: Instant, out: &mut Originate<'_>) {
+        let counters = out.counters;
+        let mut glue = ReliableOut {
+            server: &mut self.server,
+            out,
+            touched: false,
+        };
+        self.reliable.poll(now, &mut glue, counters);
+        self.flush_pending |= glue.touched;
+    }
+
+    /// When the reliable flows have work next.
+    pub fn reliable_timeout(&self) -> Option<Instant> {
+        self.reliable.poll_timeout()
     }
 
     /// Releases the real-time messages due at `now` to their clients.
@@ -333,6 +386,8 @@ pub struct Originate<'a> {
     pub local: &'a mut LocalQueue,
     /// Worker 0's real-time link state (lane 0).
     pub rt: &'a mut RtLinks,
+    /// Worker 0's reliable link state (lane 0).
+    pub rel: &'a mut RelLinks,
 }
 
 impl<'a> Originate<'a> {
@@ -353,6 +408,7 @@ impl<'a> Originate<'a> {
         tx: &'a mut TxQueue,
         local: &'a mut LocalQueue,
         rt: &'a mut RtLinks,
+        rel: &'a mut RelLinks,
     ) -> Self {
         Originate {
             now,
@@ -366,7 +422,199 @@ impl<'a> Originate<'a> {
             tx,
             local,
             rt,
+            rel,
         }
+    }
+
+    /// Hands message `seq` (end to end, from 1) of reliable flow `info` to the first link's
+    /// reliable sender on the route of the moment; `false` if it cannot leave now (no route,
+    /// a full window): it stays in the flow's source and goes later.
+    pub fn transmit_reliable(&mut self, info: &SourceInfo, seq: u64, payload: &[u8]) -> bool {
+        let Ok(NextHop::Link(link)) = self.forwarder.next_hop(info.dst, self.fib, self.links)
+        else {
+            return false;
+        };
+        if !self.rel.has_room(link) {
+            return false;
+        }
+        let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
+        let data = DataRepr {
+            overlay: OverlayRepr {
+                route: Route::Unicast(info.dst),
+                ttl: DEFAULT_TTL,
+                link_proto: LinkProto::Reliable,
+                delivery: Delivery::AsSoonAsOrdered,
+                priority: 0,
+                strikes: Strikes::NONE,
+                src: self.node,
+                src_port: info.src_port,
+                dst_port: info.dst_port,
+                src_incarnation: self.incarnation,
+                flow: info.flow,
+                seq: seq - 1,
+                deadline_us: None,
+                age_us: delay,
+            },
+            fragment: None,
+            payload,
+        };
+        let mut body = [0u8; RECORD_SCRATCH];
+        let Ok(n) = data.emit(&mut body) else {
+            return false;
+        };
+        let rtt = Duration::from_micros(2 * u64::from(delay));
+        self.rel.send(self.now, link, rtt, &body[..n]).is_ok()
+    }
+
+    /// Sends an end-to-end ack (`body`, [`crate::reliable_flows::AckBody`]) to node `to`, best
+    /// effort, from the acked flow's destination port `src_port`.
+    pub fn send_e2e_ack(
+        &mut self,
+        to: NodeId,
+        src_port: Port,
+        body: &[u8],
+    ) -> Result<(), DropReason> {
+        let NextHop::Link(link) = self.forwarder.next_hop(to, self.fib, self.links)? else {
+            return Err(DropReason::Unsupported("an end-to-end ack to this node"));
+        };
+        let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
+        let data = DataRepr {
+            overlay: OverlayRepr {
+                route: Route::Unicast(to),
+                ttl: DEFAULT_TTL,
+                link_proto: LinkProto::BestEffort,
+                delivery: Delivery::AsSoonAsOrdered,
+                priority: 0,
+                strikes: Strikes::NONE,
+                src: self.node,
+                src_port,
+                dst_port: E2E_ACK_PORT,
+                src_incarnation: self.incarnation,
+                flow: FlowId(0),
+                seq: 0,
+                deadline_us: None,
+                age_us: delay,
+            },
+            fragment: None,
+            payload: body,
+        };
+        let meta = PacketMeta {
+            link: Some(link),
+            path: None,
+            flags: 0,
+        };
+        send_on_link(
+            self.tx,
+            self.sender,
+            self.links,
+            0,
+            self.counters,
+            meta,
+            |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
+        )
+    }
+}
+
+/// The reliable flows' outputs: the session server and worker 0's senders.
+struct ReliableOut<'s, 'o> {
+    server: &'s mut SessionServer,
+    out: &'s mut Originate<'o>,
+    /// Something was queued for a client.
+    touched: bool,
+}
+
+impl FlowOutput for ReliableOut<'_, '_> {
+    fn deliver(
+        &mut self,
+        port: Port,
+        info: &DeliverInfo,
+        payload: &[u8],
+    ) -> Result<(), DeliverError> {
+        self.touched = true;
+        self.server.deliver(port, info, payload)
+    }
+
+    fn send_ack(&mut self, to: NodeId, src_port: Port, body: &[u8]) {
+        if let Err(reason) = self.out.send_e2e_ack(to, src_port, body) {
+            self.out.counters.add_drop(reason, 1);
+        }
+    }
+
+    fn resend(&mut self, info: &SourceInfo, seq: u64, msg: &[u8]) -> bool {
+        self.out.transmit_reliable(info, seq, msg)
+    }
+
+    fn grant(&mut self, flow: FlowId, n: u32) {
+        self.touched = true;
+        self.server.grant_credits(flow, n);
+    }
+}
+
+/// The session sink of one batch with the reliable flows beside it: reliable sends go to their
+/// flow's source, everything else to [`Originate`].
+struct WithReliable<'s, 'o> {
+    out: &'s mut Originate<'o>,
+    reliable: &'s mut ReliableFlows,
+}
+
+impl SessionSink for WithReliable<'_, '_> {
+    fn send(&mut self, msg: &OutboundMessage<'_>) -> Result<(), DropReason> {
+        if msg.service.protocol != LinkProtocol::Reliable {
+            return self.out.send(msg);
+        }
+        let Destination::Node { node, .. } = msg.dst else {
+            return Err(DropReason::Unsupported("multicast and anycast"));
+        };
+        if node == self.out.node {
+            // Between two clients of this node nothing can be lost on the way.
+            return self.out.send(msg);
+        }
+        let (seq, info) = self.reliable.take(self.out.now, msg.flow, msg.payload)?;
+        // If it cannot leave now, it stays in the source and its resend timer sends it.
+        self.out.transmit_reliable(&info, seq, msg.payload);
+        Ok(())
+    }
+
+    fn flow_opened(
+        &mut self,
+        flow: FlowId,
+        src_port: Port,
+        dst: Destination,
+        service: &FlowService,
+    ) -> Result<(), ErrorCode> {
+        if service.protocol != LinkProtocol::Reliable {
+            return self.out.flow_opened(flow, src_port, dst, service);
+        }
+        let Destination::Node { node, port } = dst else {
+            return Err(ErrorCode::Unsupported);
+        };
+        if service.routing != RoutingMode::LinkState {
+            return Err(ErrorCode::Unsupported);
+        }
+        let info = SourceInfo {
+            flow,
+            src_port,
+            dst: node,
+            dst_port: port,
+        };
+        if self.reliable.open(info) {
+            Ok(())
+        } else {
+            Err(ErrorCode::TooManyFlows)
+        }
+    }
+
+    fn flow_closed(&mut self, flow: FlowId) {
+        self.reliable.close(flow);
+        self.out.flow_closed(flow);
+    }
+
+    fn joined(&mut self, group: weft_shared::ids::GroupId, client: ClientId) {
+        self.out.joined(group, client);
+    }
+
+    fn left(&mut self, group: weft_shared::ids::GroupId, client: ClientId) {
+        self.out.left(group, client);
     }
 }
 

@@ -53,6 +53,7 @@ use std::time::Duration;
 use anyhow::Context;
 use weft_proto::forward::{Forwarder, LinkSender, LocalDelivery};
 use weft_proto::realtime::{RtLinks, RtLinksLimits, RtTotals};
+use weft_proto::reliable::{RelLinks, RelLinksLimits, RelTotals};
 use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::shm::fib::FibTable;
@@ -61,15 +62,18 @@ use weft_shared::shm::{
     WorkerCounters,
 };
 use weft_shared::time::Instant;
-use weft_shared::wire::NackRepr;
+use weft_shared::wire::{AckRepr, NackRepr};
 
 use crate::clock;
 use crate::handoff::{
-    HANDOFF_DATAGRAM, HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HandoffProducer,
+    HANDOFF_DATAGRAM, HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HANDOFF_REL_ACK,
+    HANDOFF_REL_NACK, HandoffProducer, split_incarnation,
 };
 use crate::links::Links;
 use crate::monitors::Monitors;
-use crate::output::{Out, RoleOut, count_in, send_on_link, send_realtime_output};
+use crate::output::{
+    Out, RoleOut, count_in, send_on_link, send_realtime_output, send_reliable_output,
+};
 use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
@@ -215,6 +219,10 @@ struct Worker {
     rt: RtLinks,
     /// `rt`'s totals already added to the counters.
     rt_counted: RtTotals,
+    /// The lane's reliable-link state on every link.
+    rel: RelLinks,
+    /// `rel`'s totals already added to the counters.
+    rel_counted: RelTotals,
     rx: RxBatch,
     gro: bool,
     stop: Arc<AtomicBool>,
@@ -350,6 +358,15 @@ impl Worker {
                 .map(|l| (l.id, Duration::from_micros(u64::from(l.one_way_delay_us())))),
             RtLinksLimits::default(),
         );
+        let rel = RelLinks::new(
+            setup.links.iter().map(|l| {
+                (
+                    l.id,
+                    Duration::from_micros(2 * u64::from(l.one_way_delay_us())),
+                )
+            }),
+            RelLinksLimits::default(),
+        );
         let worker = Worker {
             index: setup.index,
             incarnation: setup.incarnation,
@@ -362,6 +379,8 @@ impl Worker {
             scratch: vec![0u8; buf_payload as usize].into_boxed_slice(),
             rt,
             rt_counted: RtTotals::default(),
+            rel,
+            rel_counted: RelTotals::default(),
             rx: RxBatch::new(driver.buffers()),
             gro: setup.gro,
             stop: setup.stop,
@@ -442,11 +461,20 @@ impl Worker {
     fn realtime_turn(&mut self, now: Instant, driver: &mut UdpDriver) {
         if let Role::Other(_, from_zero) = &mut self.role {
             let rt = &mut self.rt;
+            let rel = &mut self.rel;
             let counters = &self.counters;
             from_zero.pop_burst(RING_BURST, |meta, bytes| {
                 let result = match (meta.flags, meta.link) {
                     (HANDOFF_NACK, Some(link)) => {
                         NackRepr::parse(bytes).and_then(|n| rt.handle_nack(now, link, &n))
+                    }
+                    (HANDOFF_REL_ACK, Some(link)) => split_incarnation(bytes).and_then(|(p, b)| {
+                        AckRepr::parse(b).and_then(|a| rel.handle_ack(now, link, p, &a))
+                    }),
+                    (HANDOFF_REL_NACK, Some(link)) => {
+                        split_incarnation(bytes).and_then(|(p, b)| {
+                            NackRepr::parse(b).and_then(|n| rel.handle_nack(now, link, p, &n))
+                        })
                     }
                     _ => Err(weft_shared::DropReason::BadField {
                         field: "handoff.flags",
@@ -461,6 +489,15 @@ impl Worker {
         send_realtime_output(
             now,
             &mut self.rt,
+            driver.tx(),
+            &mut self.sender,
+            &self.links,
+            self.index,
+            &self.counters,
+        );
+        send_reliable_output(
+            now,
+            &mut self.rel,
             driver.tx(),
             &mut self.sender,
             &self.links,
@@ -482,6 +519,23 @@ impl Worker {
             t.requested.saturating_sub(before.requested),
         );
         self.rt_counted = t;
+        let r = self.rel.totals();
+        let before = self.rel_counted;
+        for (counter, now, then) in [
+            (
+                Counter::RelRetransmitted,
+                r.retransmitted,
+                before.retransmitted,
+            ),
+            (Counter::RelRecovered, r.recovered, before.recovered),
+            (Counter::RelOutOfOrder, r.out_of_order, before.out_of_order),
+            (Counter::RelDuplicates, r.duplicates, before.duplicates),
+            (Counter::RelRefused, r.refused, before.refused),
+        ] {
+            self.counters.add(counter, now.saturating_sub(then));
+        }
+        self.counters.set(Counter::RelHeld, r.held);
+        self.rel_counted = r;
     }
 
     /// Adds what the kernel dropped at the sockets (receive buffer full) since the last reading
@@ -526,6 +580,23 @@ impl Worker {
                 rt.suppressed
             );
         }
+        let rel = self.rel.totals();
+        if rel.sent + rel.accepted > 0 {
+            eprintln!(
+                "weft-dataplane: worker {} reliable links: sent {}, retransmitted {}, given up \
+                 on restarted peers {}; received: accepted {}, recovered {}, out of order {}, \
+                 duplicates {}, refused for want of room {}",
+                self.index,
+                rel.sent,
+                rel.retransmitted,
+                rel.abandoned,
+                rel.accepted,
+                rel.recovered,
+                rel.out_of_order,
+                rel.duplicates,
+                rel.refused
+            );
+        }
         if let Role::Zero(z) = &self.role {
             z.session.log_realtime();
         }
@@ -556,7 +627,10 @@ impl Worker {
     /// How long `run_once` may block; worker 0 also announces sleep on the rings it consumes
     /// (and does not block if one of them has items).
     fn prepare_sleep(&mut self, now: Instant, driver: &UdpDriver) -> Duration {
-        let rt_due = self.rt.poll_timeout();
+        let rt_due = match (self.rt.poll_timeout(), self.rel.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let z = match &mut self.role {
             Role::Zero(z) => z,
             Role::Other(_, from_zero) => {
@@ -574,6 +648,7 @@ impl Worker {
             z.monitors.next_timeout(),
             rt_due,
             z.session.realtime_timeout(),
+            z.session.reliable_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -630,6 +705,7 @@ impl Worker {
                         links: &self.links,
                         counters: &self.counters,
                         rt: &mut self.rt,
+                        rel: &mut self.rel,
                         role: RoleOut::Zero {
                             monitors: &mut z.monitors,
                             punt: &mut z.punt,
@@ -678,6 +754,7 @@ impl Worker {
                     links: &self.links,
                     counters: &self.counters,
                     rt: &mut self.rt,
+                    rel: &mut self.rel,
                     role,
                 };
                 let n = packet.len();
@@ -709,6 +786,7 @@ impl Worker {
             let (monitors, punt, session) = (&mut z.monitors, &mut z.punt, &mut z.session);
             let to_lanes = &mut z.to_lanes;
             let rt = &mut self.rt;
+            let rel = &mut self.rel;
             let incarnation = self.incarnation;
             let worker = self.index;
             ring.pop_burst(RING_BURST, |meta, bytes| {
@@ -732,6 +810,7 @@ impl Worker {
                     links,
                     counters,
                     rt: &mut *rt,
+                    rel: &mut *rel,
                     role: RoleOut::Zero {
                         monitors: &mut *monitors,
                         punt: &mut *punt,
@@ -743,7 +822,8 @@ impl Worker {
             });
         }
         // Clients: accept, read their requests (sends need the FIB), write what is queued.
-        if !z.readable.is_empty() || z.session.wants_flush() {
+        let reliable_due = z.session.reliable_timeout().is_some_and(|t| t <= now);
+        if !z.readable.is_empty() || z.session.wants_flush() || reliable_due {
             let view = self.fib.enter();
             let mut sink = Originate::new(
                 now,
@@ -757,8 +837,10 @@ impl Worker {
                 driver.tx(),
                 &mut z.local,
                 &mut self.rt,
+                &mut self.rel,
             );
             z.session.handle_clients(&z.readable, &mut sink);
+            z.session.poll_reliable(now, &mut sink);
             z.session.deliver_local(&mut z.local, &self.counters);
             z.session.handle_accepts(&z.readable, driver);
             z.readable.clear();

@@ -20,7 +20,7 @@ pub const SHM_MAGIC: u64 = u64::from_le_bytes(*b"WEFTSHM\0");
 
 /// The layout version this build reads and writes. Bump it on any change to a section's size,
 /// field order or meaning, to the header, or to a protocol (see `docs/shm.md`, "Versioning").
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Number of data-plane worker slots: FIB reader epochs and per-worker counter rows.
 pub const MAX_WORKERS: usize = 64;

@@ -322,11 +322,32 @@ pub enum Counter {
     RtLate,
     /// Real-time: messages given up at this destination (never arrived in time).
     RtLost,
+    /// Reliable: records retransmitted on this node's links.
+    RelRetransmitted,
+    /// Reliable: records a retransmission brought over a link to this node.
+    RelRecovered,
+    /// Reliable: records that arrived on a link below the highest sequence seen (filled a gap
+    /// or were reordered).
+    RelOutOfOrder,
+    /// Reliable: link duplicates suppressed (records already passed on).
+    RelDuplicates,
+    /// Reliable: records refused for want of room or route downstream (left unacked: the
+    /// previous hop resends them).
+    RelRefused,
+    /// Reliable: records held now in this worker's link senders (a gauge: buffer use).
+    RelHeld,
+    /// Reliable: messages delivered to local clients in order, exactly once.
+    RelDelivered,
+    /// Reliable: messages resent end to end by this source node (a node on the way crashed,
+    /// or a route changed).
+    RelResent,
+    /// Reliable: end-to-end duplicates dropped at this destination.
+    RelSinkDuplicates,
 }
 
 impl Counter {
     /// Number of fixed counters.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 20;
     /// Every fixed counter in row order.
     pub const ALL: [Counter; Self::COUNT] = [
         Counter::Received,
@@ -340,6 +361,15 @@ impl Counter {
         Counter::RtRecovered,
         Counter::RtLate,
         Counter::RtLost,
+        Counter::RelRetransmitted,
+        Counter::RelRecovered,
+        Counter::RelOutOfOrder,
+        Counter::RelDuplicates,
+        Counter::RelRefused,
+        Counter::RelHeld,
+        Counter::RelDelivered,
+        Counter::RelResent,
+        Counter::RelSinkDuplicates,
     ];
     /// Names in row order, for `weftctl show counters` and JSON.
     pub const NAMES: [&'static str; Self::COUNT] = [
@@ -354,6 +384,15 @@ impl Counter {
         "rt_recovered",
         "rt_late",
         "rt_lost",
+        "rel_retransmitted",
+        "rel_recovered",
+        "rel_out_of_order",
+        "rel_duplicates",
+        "rel_refused",
+        "rel_held",
+        "rel_delivered",
+        "rel_resent",
+        "rel_sink_duplicates",
     ];
 
     /// Position in the row.
@@ -403,6 +442,13 @@ impl WorkerCounters {
     #[inline]
     pub fn add(&self, counter: Counter, n: u64) {
         self.bump(counter.index(), n);
+    }
+
+    /// Sets a gauge (a counter that says how much is held now, like [`Counter::RelHeld`]).
+    #[inline]
+    pub fn set(&self, counter: Counter, value: u64) {
+        counters(&self.region).rows[self.worker].values[counter.index()]
+            .store(value, Ordering::Relaxed);
     }
 
     /// Adds `n` drops for `reason`.

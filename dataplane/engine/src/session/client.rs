@@ -121,6 +121,14 @@ impl Flows {
         slot.flow.take()
     }
 
+    /// The open flow with network id `id`.
+    pub(crate) fn by_id_mut(&mut self, id: FlowId) -> Option<&mut Flow> {
+        self.slots
+            .iter_mut()
+            .filter_map(|s| s.flow.as_mut())
+            .find(|f| f.id == id)
+    }
+
     /// Closes every flow for which `pick` is true, calling `closed` with each.
     pub(crate) fn close_where(&mut self, pick: impl Fn(&Flow) -> bool, closed: impl FnMut(Flow)) {
         let mut closed = closed;

@@ -49,6 +49,9 @@ pub struct SessionConfig {
     pub max_clients: usize,
     /// Credits (messages) a new flow starts with; announced as `Welcome.default_credits`.
     pub credits_per_flow: u32,
+    /// Credits a new reliable flow starts with: its end-to-end window (messages outstanding
+    /// until the far end delivers them). They come back as messages are delivered there.
+    pub reliable_window: u32,
     /// Size of a client's output buffer (replies and `Deliver`s waiting for the socket); raised
     /// to [`MIN_OUT_BUF_BYTES`] if smaller.
     pub out_buf_bytes: usize,
@@ -73,11 +76,16 @@ pub struct SessionConfig {
     pub max_strikes: u8,
 }
 
+/// The default end-to-end window of a reliable flow: 1,024 messages (1.4 MB of 1,396-byte
+/// messages at each end).
+pub(crate) const DEFAULT_RELIABLE_WINDOW: u32 = 1024;
+
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             credits_per_flow: DEFAULT_CREDITS_PER_FLOW,
+            reliable_window: DEFAULT_RELIABLE_WINDOW,
             out_buf_bytes: DEFAULT_OUT_BUF_BYTES,
             recv_buf_bytes: DEFAULT_RECV_BUF_SIZE,
             socket_mode: DEFAULT_SOCKET_MODE,

@@ -74,6 +74,12 @@ impl Core {
             let Some(flow) = st.flows.get_mut(handle) else {
                 continue; // Closed during the batch.
             };
+            if flow.service.protocol == LinkProtocol::Reliable {
+                // A reliable flow's credits come back as its messages are delivered at the far
+                // end (`SessionServer::grant_credits`): the client's backpressure.
+                flow.to_return = 0;
+                continue;
+            }
             let n = core::mem::take(&mut flow.to_return);
             if n == 0 {
                 continue;
@@ -90,6 +96,25 @@ impl Core {
             );
         }
         self.touched.clear();
+    }
+
+    /// Gives `n` credits back to flow `flow` of this client (if it is open); `true` if found.
+    pub(crate) fn grant(&mut self, st: &mut ClientState, flow: FlowId, n: u32) -> bool {
+        let Some(f) = st.flows.by_id_mut(flow) else {
+            return false;
+        };
+        f.credits = f.credits.saturating_add(n);
+        let handle = f.handle;
+        self.stats.credits_returned += u64::from(n);
+        self.reply(
+            st,
+            0,
+            &ServerMessage::Credit {
+                flow: handle,
+                credits: n,
+            },
+        );
+        true
     }
 
     /// Releases everything a client holds and marks it dead (its output stays for `reap`).
@@ -334,7 +359,11 @@ impl Core {
             return;
         }
         self.next_flow_id = self.next_flow_id.checked_add(1).unwrap_or(1);
-        let credits = self.cfg.credits_per_flow;
+        let credits = if f.protocol == LinkProtocol::Reliable {
+            self.cfg.reliable_window
+        } else {
+            self.cfg.credits_per_flow
+        };
         st.flows.insert(Flow {
             handle,
             id: flow_id,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::socket::{self, MsgFlags, sockopt};
-use weft_shared::ids::{GroupId, NodeId, Port};
+use weft_shared::ids::{FlowId, GroupId, NodeId, Port};
 use weft_shared::session::{
     Deliver, DeliveredTo, ErrorCode, ErrorMsg, FlowHandle, MAX_FRAME_SIZE, MAX_FRAMES_PER_BATCH,
     MAX_PAYLOAD, ServerMessage, SocketError, bind_listener, encode_frame,
@@ -274,6 +274,20 @@ impl SessionServer {
             return ClientStatus::Closed;
         }
         ClientStatus::Open
+    }
+
+    /// Gives `n` credits back to the flow with network id `flow` (a reliable flow whose
+    /// messages were delivered at the far end). A flow already closed is ignored.
+    pub fn grant_credits(&mut self, flow: FlowId, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let core = &mut self.core;
+        for c in self.clients.iter_mut() {
+            if c.stream.is_some() && core.grant(&mut c.st, flow, n) {
+                return;
+            }
+        }
     }
 
     /// The first client after `after` (from the start for `None`) with input that no readiness

@@ -5,8 +5,8 @@
 use weft_shared::DropReason;
 use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS, NodeId, PathId};
 use weft_shared::wire::{
-    ControlRepr, DataRepr, EmitError, HelloRepr, LinkRepr, NackRepr, PacketType, PacketWriter,
-    RecordFlags, RecordKind,
+    AckRepr, ControlRepr, DataRepr, EmitError, HelloRepr, LinkRepr, NackRepr, PacketType,
+    PacketWriter, RecordFlags, RecordKind,
 };
 
 /// The TTL a locally originated data packet starts with: more hops than any sane overlay path.
@@ -143,6 +143,23 @@ impl LinkSender {
         let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
         w.records()
             .push_bytes(RecordKind::Data, flags, link_seq, record_body)
+            .map_err(emit_error_drop)?;
+        w.finish().map_err(emit_error_drop)
+    }
+
+    /// Writes a feedback packet carrying one Ack record into `buf`; returns its length.
+    pub fn write_ack(
+        &mut self,
+        buf: &mut [u8],
+        link: LinkId,
+        path: PathId,
+        ack: &AckRepr,
+        max_len: usize,
+    ) -> Result<usize, DropReason> {
+        let header = self.next_header(link, path, PacketType::Feedback)?;
+        let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
+        w.records()
+            .push(RecordFlags::NONE, 0, ack)
             .map_err(emit_error_drop)?;
         w.finish().map_err(emit_error_drop)
     }
