@@ -12,9 +12,9 @@
 //!   show no continuity-counter error; an oversize datagram is dropped and counted; the
 //!   counters both gateways print on SIGTERM say the same;
 //! - two mappings per process from TOML files carry two streams at once, one each way;
-//! - bad options, no node, an address or port in use, a refused service (`reliable`, not run
-//!   yet) and a node that goes away end the gateway with status 1 and a message that says what
-//!   is wrong; `realtime` is accepted.
+//! - bad options, no node, an address or port in use, a refused service (more strikes than
+//!   the node allows) and a node that goes away end the gateway with status 1 and a message
+//!   that says what is wrong; `realtime` and `reliable` are accepted.
 //!
 //! Gateways are `weft gateway` child processes; each test uses its own loopback block
 //! (`127.A.B.x`, hosts 100 and up for the applications' UDP sockets).
@@ -394,9 +394,9 @@ fn addresses_in_use_a_refused_service_and_a_lost_node_fail_cleanly() {
     assert!(ready.contains("(realtime:150:3:2, from 1:"), "{ready}");
     let (code, _, err) = rt.stop();
     assert_eq!(code, 0, "{err}");
-    // The reliable service is not run yet: refused with a clear error.
+    // The reliable service is run too.
     let listen = addrs.host(0, 103, 5000).to_string();
-    let (code, _, err) = run_gateway(&[
+    let mut rel = GatewayProc::start(&strings(&[
         "--socket",
         &s1,
         "--listen",
@@ -405,11 +405,27 @@ fn addresses_in_use_a_refused_service_and_a_lost_node_fail_cleanly() {
         "2:5000",
         "--service",
         "reliable",
+    ]));
+    let ready = rel.wait_ready(1).join("\n");
+    assert!(ready.contains("(reliable, from 1:"), "{ready}");
+    let (code, _, err) = rel.stop();
+    assert_eq!(code, 0, "{err}");
+    // More strikes than the node allows: refused with a clear error.
+    let listen = addrs.host(0, 104, 5000).to_string();
+    let (code, _, err) = run_gateway(&[
+        "--socket",
+        &s1,
+        "--listen",
+        &listen,
+        "--to",
+        "2:5000",
+        "--service",
+        "realtime:200:20:20",
     ]);
     eprint!("{err}");
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("to 2:5000 with service reliable")
+        err.contains("to 2:5000 with service realtime:200:20:20")
             && err.contains("the node does not support this"),
         "{err}"
     );

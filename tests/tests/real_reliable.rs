@@ -176,3 +176,72 @@ fn a_reliable_flow_survives_the_crash_and_restart_of_an_intermediate_node() {
     assert_eq!(delivered, count);
     assert!(resent > 0, "what node 2 held came again from node 1");
 }
+
+#[test]
+fn a_receiver_that_stops_reading_stops_the_sender_within_bounded_memory() {
+    let links = [link(0, 1, 2, 5), link(1, 2, 3, 5)];
+    let o = Overlay::start("rel-stall", 3, &links, Start::Separate);
+    o.wait_converged(Duration::from_secs(15));
+    // The receiver binds its port and reads nothing for the first 4 s.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<u64>();
+    let socket = o.session_socket(3);
+    let rx = std::thread::spawn(move || -> Result<u64, String> {
+        let mut client = Client::connect(&socket, "rel-stall-recv").map_err(|e| e.to_string())?;
+        client.bind(Port(PORT)).map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let count = go_rx.recv().map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 2048];
+        for want in 0..count {
+            let Some(d) = client
+                .recv_timeout(&mut buf, Duration::from_secs(10))
+                .map_err(|e| e.to_string())?
+            else {
+                return Err(format!("message {want} of {count} never came"));
+            };
+            let index = u64::from_be_bytes(buf[..8].try_into().unwrap());
+            if index != want || d.seq != want {
+                return Err(format!("message {want} expected, got {index}"));
+            }
+        }
+        Ok(count)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let mut client = Client::connect(&o.session_socket(1), "rel-stall-send").unwrap();
+    let from = client.bind(Port(0)).unwrap();
+    let to = Addr {
+        node: NodeId::new(3).unwrap(),
+        port: Port(PORT),
+    };
+    let flow = client.open_flow(from, to, Service::reliable()).unwrap();
+    // Send as fast as the node takes messages, for 3 s.
+    let mut accepted = 0u64;
+    let mut would_block = 0u64;
+    let mut payload = [0u8; 100];
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        payload[..8].copy_from_slice(&accepted.to_be_bytes());
+        match client.try_send(&flow, &payload) {
+            Ok(()) => accepted += 1,
+            Err(weft_client::ClientError::WouldBlock) => {
+                would_block += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => panic!("send: {e}"),
+        }
+    }
+    let held = counter(&o, 2, "rel_held");
+    eprintln!("accepted {accepted}, would-block {would_block}, node 2 holds {held}");
+    // The flow's window (1,024) plus what the receiver's output buffer (1 MiB) and socket take:
+    // without backpressure 3 s of sending would be hundreds of thousands.
+    assert!(would_block > 0, "the sender was held back");
+    assert!(accepted < 1024 + 15_000, "{accepted} messages taken");
+    assert!(
+        held <= 4096,
+        "node 2's link sender holds at most its window: {held}"
+    );
+    // The receiver reads: everything accepted arrives, in order, once.
+    go_tx.send(accepted).unwrap();
+    let _ = client.linger(Duration::from_secs(5));
+    assert_eq!(rx.join().unwrap(), Ok(accepted));
+}
