@@ -207,7 +207,7 @@ fn a_receiver_that_stops_reading_stops_the_sender_within_bounded_memory() {
         Ok(count)
     });
     ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    let mut client = Client::connect(&o.session_socket(1), "rel-stall-send").unwrap();
+    let mut client = Client::connect(o.session_socket(1), "rel-stall-send").unwrap();
     let from = client.bind(Port(0)).unwrap();
     let to = Addr {
         node: NodeId::new(3).unwrap(),

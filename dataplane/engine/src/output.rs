@@ -228,6 +228,45 @@ impl PipelineOutput for Out<'_> {
     }
 }
 
+/// Worker 0's ring to the worker that owns `lane` (1..); `field` names the lane in the drop.
+fn lane_ring<'r>(
+    to_lanes: &'r mut [HandoffProducer],
+    lane: usize,
+    field: &'static str,
+) -> Result<&'r mut HandoffProducer, DropReason> {
+    lane.checked_sub(1)
+        .and_then(|i| to_lanes.get_mut(i))
+        .ok_or(DropReason::BadField {
+            field,
+            value: lane as u64,
+        })
+}
+
+/// Sends one packet that `write` builds on `link` (its active path), counting a failure as a
+/// drop; `Ok` says it was queued.
+fn send_or_count(
+    tx: &mut TxQueue,
+    sender: &mut LinkSender,
+    links: &Links,
+    worker: usize,
+    counters: &WorkerCounters,
+    link: LinkId,
+    write: impl FnOnce(&mut LinkSender, &mut [u8], LinkId, PathId, usize) -> Result<usize, DropReason>,
+) -> bool {
+    let meta = PacketMeta {
+        link: Some(link),
+        path: None,
+        flags: 0,
+    };
+    match send_on_link(tx, sender, links, worker, counters, meta, write) {
+        Ok(()) => true,
+        Err(reason) => {
+            counters.add_drop(reason, 1);
+            false
+        }
+    }
+}
+
 /// Stages a Nack for the worker that owns `lane` (1..) on its ring from worker 0.
 fn hand_nack(
     to_lanes: &mut [HandoffProducer],
@@ -235,13 +274,7 @@ fn hand_nack(
     rx: &LinkRepr,
     nack: &NackRepr,
 ) -> Result<(), DropReason> {
-    let ring = lane
-        .checked_sub(1)
-        .and_then(|i| to_lanes.get_mut(i))
-        .ok_or(DropReason::BadField {
-            field: "nack.data_lane",
-            value: lane as u64,
-        })?;
+    let ring = lane_ring(to_lanes, lane, "nack.data_lane")?;
     let mut body = [0u8; 4 + 4 * weft_shared::wire::MAX_NACK_SEQS];
     let n = nack
         .emit(&mut body)
@@ -262,13 +295,7 @@ fn hand_rel_feedback(
     rx: &LinkRepr,
     feedback: &RelFeedback,
 ) -> Result<(), DropReason> {
-    let ring = lane
-        .checked_sub(1)
-        .and_then(|i| to_lanes.get_mut(i))
-        .ok_or(DropReason::BadField {
-            field: "feedback.data_lane",
-            value: lane as u64,
-        })?;
+    let ring = lane_ring(to_lanes, lane, "feedback.data_lane")?;
     let mut body = [0u8; 4 + 4 + 4 * weft_shared::wire::MAX_NACK_SEQS];
     body[..4].copy_from_slice(&rx.sender_incarnation.0.to_be_bytes());
     let (n, flags) = match feedback {
@@ -297,45 +324,31 @@ pub(crate) fn send_reliable_output(
 ) {
     rel.handle_timeout(now);
     while let Some((link, feedback)) = rel.poll_feedback(now) {
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
-        let result = send_on_link(
+        send_or_count(
             tx,
             sender,
             links,
             worker,
             counters,
-            meta,
+            link,
             |s, buf, l, p, max| match &feedback {
                 RelFeedback::Ack(a) => s.write_ack(buf, l, p, a, max),
                 RelFeedback::Nack(n) => s.write_nack(buf, l, p, n, max),
             },
         );
-        if let Err(reason) = result {
-            counters.add_drop(reason, 1);
-        }
     }
     rel.poll_transmit(now, |link, link_seq, flags, record| {
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
-        let result = send_on_link(
+        let sent = send_or_count(
             tx,
             sender,
             links,
             worker,
             counters,
-            meta,
+            link,
             |s, buf, l, p, max| s.write_sequenced_data(buf, l, p, record, link_seq, flags, max),
         );
-        match result {
-            Ok(()) => counters.add(Counter::Forwarded, 1),
-            Err(reason) => counters.add_drop(reason, 1),
+        if sent {
+            counters.add(Counter::Forwarded, 1);
         }
     });
 }
@@ -353,43 +366,27 @@ pub(crate) fn send_realtime_output(
 ) {
     rt.handle_timeout(now);
     while let Some((link, nack)) = rt.poll_nack() {
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
-        let result = send_on_link(
+        send_or_count(
             tx,
             sender,
             links,
             worker,
             counters,
-            meta,
+            link,
             |s, buf, l, p, max| s.write_nack(buf, l, p, &nack, max),
         );
-        if let Err(reason) = result {
-            counters.add_drop(reason, 1);
-        }
     }
     rt.poll_transmit(now, |link, link_seq, record| {
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
-        let result = send_on_link(
+        send_or_count(
             tx,
             sender,
             links,
             worker,
             counters,
-            meta,
+            link,
             |s, buf, l, p, max| {
                 s.write_sequenced_data(buf, l, p, record, link_seq, RecordFlags::RETRANSMIT, max)
             },
         );
-        if let Err(reason) = result {
-            counters.add_drop(reason, 1);
-        }
     });
 }

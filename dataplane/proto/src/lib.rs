@@ -14,5 +14,6 @@
 
 pub mod forward;
 pub mod link_monitor;
+pub mod link_slots;
 pub mod realtime;
 pub mod reliable;

@@ -9,5 +9,6 @@
 //! - [`strikes`]: NM-Strikes over a chain of links into a deadline buffer: on-time ratio,
 //!   overhead against 1 + M·p, latency percentiles (`docs/realtime.md`).
 
+pub mod queue;
 pub mod reliable;
 pub mod strikes;

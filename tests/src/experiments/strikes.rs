@@ -32,8 +32,6 @@
 //! - latency percentiles of the released messages (release − origin), from the buffer's own
 //!   histogram.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -43,6 +41,7 @@ use weft_proto::realtime::{
 use weft_shared::time::Instant;
 use weft_shared::wire::{Delivery, NackRepr, Strikes};
 
+use super::queue::EventQueue;
 use crate::linkmodel::{LinkModel, LinkParams, LossModel, Rng, Verdict};
 
 /// The protocol timing a configuration may override (re-exported for callers without a
@@ -247,41 +246,13 @@ enum Ev {
     Wake(Comp),
 }
 
-struct Queued {
-    at: Instant,
-    order: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    /// Earliest first (the heap is a max-heap), then in push order.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
-
 /// Bytes a data packet takes on the wire (only matters with a rate limit).
 const DATA_BYTES: usize = 1_400;
 
 struct Run {
     cfg: StrikesConfig,
     now: Instant,
-    order: u64,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue<Ev>,
     senders: Vec<RtSender>,
     receivers: Vec<RtReceiver>,
     dest: DeadlineBuffer<()>,
@@ -302,9 +273,9 @@ struct Run {
 pub fn run(cfg: &StrikesConfig) -> StrikesReport {
     let mut r = Run::new(*cfg);
     r.push(Instant::ZERO, Ev::Source);
-    while let Some(q) = r.queue.pop() {
-        r.now = r.now.max(q.at);
-        r.handle(q.ev);
+    while let Some((at, ev)) = r.queue.pop() {
+        r.now = r.now.max(at);
+        r.handle(ev);
     }
     r.report()
 }
@@ -351,8 +322,7 @@ impl Run {
         Run {
             cfg: StrikesConfig { links, ..cfg },
             now: Instant::ZERO,
-            order: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             senders: (0..links).map(|_| RtSender::new(params, sender)).collect(),
             receivers: (0..links)
                 .map(|_| RtReceiver::new(params, receiver))
@@ -372,12 +342,7 @@ impl Run {
     }
 
     fn push(&mut self, at: Instant, ev: Ev) {
-        self.order += 1;
-        self.queue.push(Queued {
-            at,
-            order: self.order,
-            ev,
-        });
+        self.queue.push(at, ev);
     }
 
     fn handle(&mut self, ev: Ev) {

@@ -147,18 +147,33 @@ impl<'a> LocalDelivery<'a> {
         let data = DataPacket::new_checked(record_body)?;
         let o = *data.overlay();
         let (_, _, payload) = data.into_parts();
-        Ok(LocalDelivery {
+        Ok(Self::of(
+            &o,
+            o.age_us,
+            RtDelivery::of(&o, recovered),
+            payload,
+        ))
+    }
+
+    /// The delivery of a message with overlay header `o`, age `age_us` and `payload`.
+    fn of(
+        o: &weft_shared::wire::OverlayRepr,
+        age_us: u32,
+        realtime: Option<RtDelivery>,
+        payload: &'a [u8],
+    ) -> Self {
+        LocalDelivery {
             dst_port: o.dst_port,
             src: o.src,
             src_port: o.src_port,
             src_incarnation: o.src_incarnation,
             flow: o.flow,
             seq: o.seq,
-            age_us: o.age_us,
-            realtime: RtDelivery::of(&o, recovered),
+            age_us,
+            realtime,
             reliable: o.link_proto == LinkProto::Reliable,
             payload,
-        })
+        }
     }
 }
 
@@ -443,18 +458,12 @@ impl Forwarder {
                 h.add_age_us(residence_us);
                 let age_us = h.age_us.get();
                 let payload_len = data.payload().len();
-                let delivery = LocalDelivery {
-                    dst_port: overlay.dst_port,
-                    src: overlay.src,
-                    src_port: overlay.src_port,
-                    src_incarnation: overlay.src_incarnation,
-                    flow: overlay.flow,
-                    seq: overlay.seq,
+                let delivery = LocalDelivery::of(
+                    &overlay,
                     age_us,
-                    realtime: RtDelivery::of(&overlay, retransmission),
-                    reliable: false,
-                    payload: payload_of(body, payload_len),
-                };
+                    RtDelivery::of(&overlay, retransmission),
+                    payload_of(body, payload_len),
+                );
                 out.deliver(rx, &delivery, body);
             }
             NextHop::Link(link) => {
@@ -567,18 +576,8 @@ impl Forwarder {
                 h.add_age_us(residence_us);
                 let age_us = h.age_us.get();
                 let payload_len = data.payload().len();
-                let delivery = LocalDelivery {
-                    dst_port: overlay.dst_port,
-                    src: overlay.src,
-                    src_port: overlay.src_port,
-                    src_incarnation: overlay.src_incarnation,
-                    flow: overlay.flow,
-                    seq: overlay.seq,
-                    age_us,
-                    realtime: None,
-                    reliable: true,
-                    payload: payload_of(body, payload_len),
-                };
+                let delivery =
+                    LocalDelivery::of(&overlay, age_us, None, payload_of(body, payload_len));
                 // The destination's end-to-end sink takes it from here; if it cannot keep it,
                 // the source still has it and resends it (docs/reliable.md).
                 out.deliver(rx, &delivery, body);

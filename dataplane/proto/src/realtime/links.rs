@@ -15,7 +15,9 @@
 use core::time::Duration;
 
 use weft_shared::DropReason;
-use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS};
+use weft_shared::ids::{Incarnation, LinkId};
+
+use crate::link_slots::LinkSlots;
 use weft_shared::time::Instant;
 use weft_shared::wire::{DataPacket, NackRepr};
 
@@ -72,9 +74,7 @@ struct RtLink {
 
 /// One lane's real-time link state (module doc).
 pub struct RtLinks {
-    /// Index into `links` per link id, `u16::MAX` for links this node does not have.
-    slot_of: Box<[u16]>,
-    links: Box<[RtLink]>,
+    links: LinkSlots<RtLink>,
     /// A retransmitted copy is patched (age) here before it is handed out.
     scratch: Box<[u8]>,
 }
@@ -82,41 +82,24 @@ pub struct RtLinks {
 impl RtLinks {
     /// State for the links `links` (id and current one-way delay), with `limits`.
     pub fn new(links: impl IntoIterator<Item = (LinkId, Duration)>, limits: RtLinksLimits) -> Self {
-        let mut slot_of = vec![u16::MAX; usize::from(MAX_LINKS)].into_boxed_slice();
-        let mut all = Vec::new();
-        for (id, one_way) in links {
-            let Some(slot) = slot_of.get_mut(usize::from(id.get())) else {
-                continue;
-            };
-            if *slot != u16::MAX {
-                continue;
-            }
-            *slot = all.len() as u16;
+        let links = LinkSlots::new(links, |id, one_way| {
             let params = RtParams::for_link(one_way);
-            all.push(RtLink {
+            RtLink {
                 id,
                 sender: RtSender::new(params, limits.sender),
                 receivers: (0..limits.peer_lanes.max(1))
                     .map(|_| (None, RtReceiver::new(params, limits.receiver)))
                     .collect(),
-            });
-        }
+            }
+        });
         RtLinks {
-            slot_of,
-            links: all.into_boxed_slice(),
+            links,
             scratch: vec![0; limits.sender.record_len].into_boxed_slice(),
         }
     }
 
     fn link_mut(&mut self, id: LinkId) -> Result<&mut RtLink, DropReason> {
-        let slot = self
-            .slot_of
-            .get(usize::from(id.get()))
-            .copied()
-            .unwrap_or(u16::MAX);
-        self.links
-            .get_mut(usize::from(slot))
-            .ok_or(DropReason::UnknownLink(id.get()))
+        self.links.get_mut(id)
     }
 
     /// A real-time data record from peer lane `lane` (incarnation `peer`) on `link` arrived at

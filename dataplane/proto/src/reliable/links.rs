@@ -16,7 +16,9 @@
 use core::time::Duration;
 
 use weft_shared::DropReason;
-use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS};
+use weft_shared::ids::{Incarnation, LinkId};
+
+use crate::link_slots::LinkSlots;
 use weft_shared::time::Instant;
 use weft_shared::wire::{AckRepr, DataPacket, NackRepr, RecordFlags};
 
@@ -101,8 +103,7 @@ impl RelLink {
 
 /// One lane's reliable link state (module doc).
 pub struct RelLinks {
-    slot_of: Box<[u16]>,
-    links: Box<[RelLink]>,
+    links: LinkSlots<RelLink>,
     /// A retransmission is patched (age) here before it is handed out.
     scratch: Box<[u8]>,
 }
@@ -113,42 +114,25 @@ impl RelLinks {
         links: impl IntoIterator<Item = (LinkId, Duration)>,
         limits: RelLinksLimits,
     ) -> Self {
-        let mut slot_of = vec![u16::MAX; usize::from(MAX_LINKS)].into_boxed_slice();
-        let mut all = Vec::new();
-        for (id, rtt) in links {
-            let Some(slot) = slot_of.get_mut(usize::from(id.get())) else {
-                continue;
-            };
-            if *slot != u16::MAX {
-                continue;
-            }
-            *slot = all.len() as u16;
+        let links = LinkSlots::new(links, |id, rtt| {
             let params = RelParams::for_link(rtt);
-            all.push(RelLink {
+            RelLink {
                 id,
                 sender: RelSender::new(params, limits.sender),
                 sender_peer: None,
                 receivers: (0..limits.peer_lanes.max(1))
                     .map(|_| (None, RelReceiver::new(params, limits.receiver)))
                     .collect(),
-            });
-        }
+            }
+        });
         RelLinks {
-            slot_of,
-            links: all.into_boxed_slice(),
+            links,
             scratch: vec![0; limits.sender.record_len].into_boxed_slice(),
         }
     }
 
     fn link_mut(&mut self, id: LinkId) -> Result<&mut RelLink, DropReason> {
-        let slot = self
-            .slot_of
-            .get(usize::from(id.get()))
-            .copied()
-            .unwrap_or(u16::MAX);
-        self.links
-            .get_mut(usize::from(slot))
-            .ok_or(DropReason::UnknownLink(id.get()))
+        self.links.get_mut(id)
     }
 
     fn receiver(

@@ -1,8 +1,6 @@
 //! The event loop of the reliable-service experiments: nodes, directed links, routing by
 //! belief, faults, and the source and destination clients.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use weft_proto::reliable::{
@@ -13,6 +11,7 @@ use weft_shared::time::Instant;
 use weft_shared::wire::{AckRepr, NackRepr};
 
 use super::{Fault, Latency, Recovery, ReliableConfig, ReliableReport};
+use crate::experiments::queue::EventQueue;
 use crate::linkmodel::{LinkModel, LinkParams, Rng, Verdict};
 
 /// A message as the harness carries it: its bytes are this encoding.
@@ -115,41 +114,13 @@ enum Ev {
     Read,
 }
 
-struct Queued {
-    at: Instant,
-    order: u64,
-    ev: Ev,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.order) == (other.at, other.order)
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    /// Earliest first (the heap is a max-heap), then in push order.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.order).cmp(&(self.at, self.order))
-    }
-}
-
 /// Bytes a feedback or end-to-end ack packet takes.
 const FEEDBACK_BYTES: usize = 64;
 
 struct Run {
     cfg: ReliableConfig,
     now: Instant,
-    order: u64,
-    queue: BinaryHeap<Queued>,
+    queue: EventQueue<Ev>,
     /// Per directed link `2 · link + dir` (dir 0: a → b).
     models: Vec<LinkModel>,
     senders: Vec<RelSender>,
@@ -203,12 +174,12 @@ pub fn run(cfg: &ReliableConfig) -> ReliableReport {
         r.push(Instant::ZERO + at + for_, Ev::FaultEnd(i));
     }
     let limit = Instant::ZERO + cfg.time_limit;
-    while let Some(q) = r.queue.pop() {
-        if q.at > limit {
+    while let Some((at, ev)) = r.queue.pop() {
+        if at > limit {
             break;
         }
-        r.now = r.now.max(q.at);
-        r.handle(q.ev);
+        r.now = r.now.max(at);
+        r.handle(ev);
     }
     r.report()
 }
@@ -273,8 +244,7 @@ impl Run {
         let messages = cfg.messages as usize;
         let mut run = Run {
             now: Instant::ZERO,
-            order: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::new(),
             models,
             senders,
             receivers,
@@ -319,12 +289,7 @@ impl Run {
     }
 
     fn push(&mut self, at: Instant, ev: Ev) {
-        self.order += 1;
-        self.queue.push(Queued {
-            at,
-            order: self.order,
-            ev,
-        });
+        self.queue.push(at, ev);
     }
 
     fn tail(&self, d: usize) -> usize {

@@ -1,6 +1,6 @@
 //! The reliable service over a small overlay in virtual time: every node runs the real
 //! [`RelSender`](weft_proto::reliable::RelSender)s and
-//! [`RelReceiver`](weft_proto::reliable::RelReceiver)s of its links over [`LinkModel`] links in
+//! [`RelReceiver`](weft_proto::reliable::RelReceiver)s of its links over [`LinkModel`](crate::linkmodel::LinkModel) links in
 //! both directions, the source node an [`E2eSource`](weft_proto::reliable::E2eSource) and the
 //! destination an [`E2eSink`](weft_proto::reliable::E2eSink) read by a client at a chosen rate.
 //! Deterministic for a seed.
