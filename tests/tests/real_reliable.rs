@@ -145,8 +145,39 @@ fn a_reliable_flow_crosses_a_lossy_link_complete_in_order_and_once() {
     );
     assert!(recovered > 100, "{recovered}");
     assert_eq!(delivered, count);
-    let stats = o.linkem().stats();
-    eprintln!("relay: {stats}");
+    // Per link and per flow in `weftctl show reliable` (written every 100 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    let r2 = o.weftctl_json(2, &["show", "reliable"]);
+    let lossy_link = r2["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["link"] == 1)
+        .unwrap_or_else(|| panic!("no link 1: {r2}"));
+    assert!(lossy_link["retransmitted"].as_u64().unwrap() > 100, "{r2}");
+    assert_eq!(lossy_link["held"], 0, "everything was acked: {r2}");
+    let r1 = o.weftctl_json(1, &["show", "reliable"]);
+    let source = &r1["flows"][0];
+    assert_eq!(
+        (source["end"].as_u64(), source["peer"].as_u64()),
+        (Some(1), Some(4)),
+        "{r1}"
+    );
+    assert_eq!(source["delivered"].as_u64(), Some(count), "{r1}");
+    let r4 = o.weftctl_json(4, &["show", "reliable"]);
+    let sink = &r4["flows"][0];
+    assert_eq!(
+        (sink["end"].as_u64(), sink["delivered"].as_u64()),
+        (Some(2), Some(count)),
+        "{r4}"
+    );
+    let (code, text, _) = o.weftctl(4, &["show", "reliable"]);
+    assert_eq!(code, 0);
+    eprintln!("{text}");
+    assert!(
+        text.contains("reliable flows") && text.contains("sink"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// Show part of the node's state.
     Show {
-        /// status, nodes, routes: from the control plane; links, fib, counters: from the data
+        /// status, nodes, routes: from the control plane; links, fib, counters, reliable: from the data
         /// plane's shared memory.
         what: Show,
     },
@@ -57,6 +57,8 @@ pub enum Show {
     Fib,
     /// Per-worker counters and drops by reason (from the data plane).
     Counters,
+    /// The reliable service per link and per flow (from the data plane).
+    Reliable,
 }
 
 /// `config` subcommands.

@@ -1,7 +1,7 @@
 //! weftctl: the operator's command-line view of one Weft node (`docs/weftctl.md`).
 //!
 //! ```text
-//! weftctl --config FILE --id N [--json] show status|nodes|routes|links|fib|counters
+//! weftctl --config FILE --id N [--json] show status|nodes|routes|links|fib|counters|reliable
 //! weftctl [--json] config check FILE
 //! ```
 //!
@@ -9,7 +9,7 @@
 //!
 //! - `show status|nodes|routes` ask the node's control plane over its ctl socket
 //!   (`weft_shared::ctl`, one JSON line each way);
-//! - `show links|fib|counters` read the data plane's shared memory directly
+//! - `show links|fib|counters|reliable` read the data plane's shared memory directly
 //!   (`weft_shared::shm`): the named region `/dev/shm/<shm_name>`, or the memfd the data plane
 //!   hands out on its attach socket.
 //!
@@ -99,6 +99,10 @@ fn show(cli: &Cli, what: Show) -> anyhow::Result<String> {
         Show::Counters => {
             let report = dataplane(&config, node, timeout)?.counters(node);
             output(cli.json, &report, render::counters)
+        }
+        Show::Reliable => {
+            let report = dataplane(&config, node, timeout)?.reliable(&config, node);
+            output(cli.json, &report, render::reliable)
         }
     }
 }

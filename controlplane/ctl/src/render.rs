@@ -7,7 +7,7 @@ use weft_shared::ctl::StatusReply;
 
 use crate::report::{
     ConfigSummary, CountersReport, DataplaneInfo, FibReport, LinksReport, Liveness, NodesReport,
-    RoutesReport, StatusReport,
+    ReliableReport, RoutesReport, StatusReport,
 };
 use crate::table::{Align, Table, age_ms, bytes, duration_us, opt, ppm_percent};
 
@@ -237,6 +237,74 @@ pub fn fib(report: &FibReport) -> String {
         ]);
     }
     out.push_str(&table.render());
+    out
+}
+
+/// `show reliable`: the reliable service per link and per flow end.
+pub fn reliable(report: &ReliableReport) -> String {
+    let mut out = heading(report.node, &report.name, &report.dataplane);
+    let mut links = Table::new(&[
+        ("LINK", Align::Right),
+        ("TO", Align::Right),
+        ("SENT", Align::Right),
+        ("RETRANSMITTED", Align::Right),
+        ("ACCEPTED", Align::Right),
+        ("RECOVERED", Align::Right),
+        ("OUT OF ORDER", Align::Right),
+        ("DUPLICATES", Align::Right),
+        ("REFUSED", Align::Right),
+        ("HELD", Align::Right),
+    ]);
+    for l in &report.links {
+        let v = &l.values;
+        links.row(vec![
+            l.link.to_string(),
+            l.neighbour.to_string(),
+            v.sent.to_string(),
+            v.retransmitted.to_string(),
+            v.accepted.to_string(),
+            v.recovered.to_string(),
+            v.out_of_order.to_string(),
+            v.duplicates.to_string(),
+            v.refused.to_string(),
+            v.held.to_string(),
+        ]);
+    }
+    out.push_str("reliable links (records)\n");
+    out.push_str(&links.render());
+    if report.flows.is_empty() {
+        out.push_str("no reliable flows\n");
+        return out;
+    }
+    let mut flows = Table::new(&[
+        ("END", Align::Left),
+        ("FLOW", Align::Right),
+        ("PEER", Align::Right),
+        ("PORT", Align::Right),
+        ("MESSAGES", Align::Right),
+        ("DELIVERED", Align::Right),
+        ("RESENT/REORDERED", Align::Right),
+        ("BLOCKED/DUPLICATES", Align::Right),
+        ("HELD", Align::Right),
+        ("STATE", Align::Left),
+    ]);
+    for f in &report.flows {
+        let source = f.end == 1;
+        flows.row(vec![
+            if source { "source" } else { "sink" }.to_owned(),
+            f.flow.to_string(),
+            f.peer.to_string(),
+            f.port.to_string(),
+            f.messages.to_string(),
+            f.delivered.to_string(),
+            f.resent_or_reordered.to_string(),
+            f.blocked_or_duplicates.to_string(),
+            f.held.to_string(),
+            if f.stalled != 0 { "stalled" } else { "ok" }.to_owned(),
+        ]);
+    }
+    out.push_str("reliable flows (messages; a source counts resends and sends blocked for credit, a sink arrivals out of order and duplicates)\n");
+    out.push_str(&flows.render());
     out
 }
 

@@ -232,6 +232,33 @@ pub struct CountersReport {
     pub total: Counters,
 }
 
+/// One link's reliable figures, summed over the workers.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReliableLinkRow {
+    /// The link id.
+    pub link: u16,
+    /// The node at the other end.
+    pub neighbour: u16,
+    /// What the link's reliable machines did, and hold now.
+    #[serde(flatten)]
+    pub values: weft_shared::shm::RelLinkValues,
+}
+
+/// `show reliable`: the reliable service per link and per flow.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReliableReport {
+    /// The node.
+    pub node: u16,
+    /// Its name.
+    pub name: String,
+    /// Where they were read.
+    pub dataplane: DataplaneInfo,
+    /// One row per link of the node.
+    pub links: Vec<ReliableLinkRow>,
+    /// One row per reliable flow end at this node.
+    pub flows: Vec<weft_shared::shm::RelFlowValues>,
+}
+
 /// `config check`: a config that loaded.
 #[derive(Clone, Debug, Serialize)]
 pub struct ConfigSummary {

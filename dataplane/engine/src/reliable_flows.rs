@@ -18,8 +18,9 @@
 //!
 //! Memory is bounded: at most [`MAX_SOURCES`] source flows and [`MAX_SINKS`] sink flows, each
 //! with its window of messages, allocated when the flow opens (or its first message arrives),
-//! never per message. A source flow whose client closed it is retired once everything was
-//! delivered; a sink idle for [`SINK_IDLE`] with nothing held is retired.
+//! never per message. A source flow whose client closed it, once everything was delivered, and
+//! a sink idle for [`SINK_IDLE`] with nothing held, make room for a new flow (until then their
+//! rows stay in `weftctl show reliable`).
 
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use weft_proto::forward::LocalDelivery;
 use weft_proto::reliable::{E2E_SACK_WORDS, E2eAck, E2eEvent, E2eParams, E2eSink, E2eSource};
 use weft_shared::DropReason;
 use weft_shared::ids::{FlowId, Incarnation, NodeId, Port};
-use weft_shared::shm::{Counter, WorkerCounters};
+use weft_shared::shm::{Counter, RelFlowValues, RelStatsWriter, WorkerCounters};
 use weft_shared::time::Instant;
 
 use crate::session::{DeliverError, DeliverInfo};
@@ -36,6 +37,7 @@ use crate::session::{DeliverError, DeliverInfo};
 pub const E2E_ACK_PORT: Port = Port(0);
 /// Reliable flows this node's clients may send on at once.
 pub const MAX_SOURCES: usize = 256;
+const _: () = assert!(MAX_SOURCES + MAX_SINKS <= weft_shared::shm::rel_stats::MAX_REL_FLOWS);
 /// Reliable flows arriving at this node tracked at once.
 pub const MAX_SINKS: usize = 64;
 /// A sink with nothing held and no message for this long is retired.
@@ -404,8 +406,46 @@ impl ReliableFlows {
                 None => {}
             }
         }
-        self.sources
-            .retain(|s| !(s.closed && s.source.outstanding() == 0));
+    }
+
+    /// Writes one row per flow (sources first, then sinks) and clears the unused rows.
+    pub fn write_stats(&self, w: &RelStatsWriter) {
+        for slot in 0..MAX_SOURCES {
+            let row = self.sources.get(slot).map(|s| {
+                let c = s.source.counters();
+                RelFlowValues {
+                    end: 1,
+                    flow: s.info.flow.0.into(),
+                    peer: s.info.dst.get().into(),
+                    port: s.info.src_port.0.into(),
+                    messages: c.sent,
+                    delivered: c.delivered,
+                    resent_or_reordered: c.resent,
+                    blocked_or_duplicates: c.would_block,
+                    held: s.source.outstanding().into(),
+                    stalled: u64::from(s.source.is_stalled()),
+                }
+            });
+            w.set_flow(slot, row.as_ref());
+        }
+        for i in 0..MAX_SINKS {
+            let row = self.sinks.get(i).map(|f| {
+                let c = f.sink.counters();
+                RelFlowValues {
+                    end: 2,
+                    flow: f.flow.0.into(),
+                    peer: f.src.get().into(),
+                    port: f.dst_port.0.into(),
+                    messages: c.accepted,
+                    delivered: c.delivered,
+                    resent_or_reordered: c.out_of_order,
+                    blocked_or_duplicates: c.duplicates,
+                    held: c.accepted - c.delivered,
+                    stalled: 0,
+                }
+            });
+            w.set_flow(MAX_SOURCES + i, row.as_ref());
+        }
     }
 
     /// When [`poll`](Self::poll) has work next (acks due, resends, keepalives).

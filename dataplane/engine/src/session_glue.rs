@@ -230,6 +230,11 @@ impl SessionGlue {
         self.flush_pending |= glue.touched;
     }
 
+    /// Writes the reliable flows' rows for `weftctl show reliable`.
+    pub fn write_reliable_stats(&self, w: &weft_shared::shm::RelStatsWriter) {
+        self.reliable.write_stats(w);
+    }
+
     /// When the reliable flows have work next.
     pub fn reliable_timeout(&self) -> Option<Instant> {
         self.reliable.poll_timeout()

@@ -58,8 +58,8 @@ use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::shm::fib::FibTable;
 use weft_shared::shm::{
-    Counter, EventFd, FibReader, Notify, RingConsumer, RingProducer, ShmRegion, StatsWriter,
-    WorkerCounters,
+    Counter, EventFd, FibReader, Notify, RelLinkValues, RelStatsWriter, RingConsumer, RingProducer,
+    ShmRegion, StatsWriter, WorkerCounters,
 };
 use weft_shared::time::Instant;
 use weft_shared::wire::{AckRepr, NackRepr};
@@ -223,6 +223,8 @@ struct Worker {
     rel: RelLinks,
     /// `rel`'s totals already added to the counters.
     rel_counted: RelTotals,
+    /// Where the lane's per-link reliable figures go (and worker 0's per-flow ones).
+    rel_stats: RelStatsWriter,
     rx: RxBatch,
     gro: bool,
     stop: Arc<AtomicBool>,
@@ -381,6 +383,7 @@ impl Worker {
             rt_counted: RtTotals::default(),
             rel,
             rel_counted: RelTotals::default(),
+            rel_stats: RelStatsWriter::new(setup.region.clone(), setup.index),
             rx: RxBatch::new(driver.buffers()),
             gro: setup.gro,
             stop: setup.stop,
@@ -536,6 +539,22 @@ impl Worker {
         }
         self.counters.set(Counter::RelHeld, r.held);
         self.rel_counted = r;
+        for (link, t) in self.rel.per_link() {
+            let v = RelLinkValues {
+                sent: t.sent,
+                retransmitted: t.retransmitted,
+                accepted: t.accepted,
+                recovered: t.recovered,
+                out_of_order: t.out_of_order,
+                duplicates: t.duplicates,
+                refused: t.refused,
+                held: t.held,
+            };
+            self.rel_stats.set_link(link, &v);
+        }
+        if let Role::Zero(z) = &self.role {
+            z.session.write_reliable_stats(&self.rel_stats);
+        }
     }
 
     /// Adds what the kernel dropped at the sockets (receive buffer full) since the last reading

@@ -11,6 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::fib::{FibControl, FibTable};
 use super::region::ShmError;
+use super::rel_stats::RelStatsSection;
 use super::ring::{RING_SLOT_SIZE, ring_bytes};
 use super::stats::{Counter, CountersSection, StatsSection};
 use crate::DropReason;
@@ -20,7 +21,7 @@ pub const SHM_MAGIC: u64 = u64::from_le_bytes(*b"WEFTSHM\0");
 
 /// The layout version this build reads and writes. Bump it on any change to a section's size,
 /// field order or meaning, to the header, or to a protocol (see `docs/shm.md`, "Versioning").
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Number of data-plane worker slots: FIB reader epochs and per-worker counter rows.
 pub const MAX_WORKERS: usize = 64;
@@ -55,11 +56,13 @@ pub enum Section {
     PuntRings,
     /// The inject rings (control plane to data plane), one after another.
     InjectRings,
+    /// The reliable service's per-link and per-flow statistics.
+    RelStats,
 }
 
 impl Section {
     /// Number of sections.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     /// Every section in layout order.
     pub const ALL: [Section; Self::COUNT] = [
@@ -70,6 +73,7 @@ impl Section {
         Section::WorkerCounters,
         Section::PuntRings,
         Section::InjectRings,
+        Section::RelStats,
     ];
 
     /// Position in the header's section table.
@@ -87,6 +91,7 @@ impl Section {
             Section::WorkerCounters => "worker_counters",
             Section::PuntRings => "punt_rings",
             Section::InjectRings => "inject_rings",
+            Section::RelStats => "rel_stats",
         }
     }
 }
@@ -141,7 +146,7 @@ pub struct ShmHeader {
     pub sections: [SectionDesc; Section::COUNT],
 }
 
-const _: () = assert!(size_of::<ShmHeader>() == 184);
+const _: () = assert!(size_of::<ShmHeader>() == 200);
 const _: () = assert!(size_of::<ShmHeader>() as u64 <= HEADER_AREA);
 const _: () = assert!(size_of::<ShmHeader>() % 4 == 0, "read as u32 words");
 
@@ -201,6 +206,7 @@ impl ShmLayout {
             size_of::<CountersSection>() as u64,
             ring * u64::from(self.punt_rings),
             ring * u64::from(self.inject_rings),
+            size_of::<RelStatsSection>() as u64,
         ];
         let mut out = [SectionDesc::default(); Section::COUNT];
         let mut offset = HEADER_AREA;
@@ -412,7 +418,7 @@ mod tests {
             err(validate_header(&header_bytes(&h)[..100], size)),
             want(ShmError::TooSmall {
                 size: 100,
-                needed: 184
+                needed: 200
             })
         );
         let mut short = h;
@@ -421,7 +427,7 @@ mod tests {
             err(validate_header(&header_bytes(&short), size)),
             want(ShmError::HeaderSizeMismatch {
                 found: 100,
-                expected: 184
+                expected: 200
             })
         );
     }
@@ -468,10 +474,10 @@ mod tests {
             end = s.offset + s.size;
         }
         assert!(layout.total_size() >= end);
-        // The default layout stays around 17 MiB.
+        // The default layout stays around 19 MiB.
         let total = ShmLayout::default().total_size();
         assert!(
-            total > 16 << 20 && total < 18 << 20,
+            total > 18 << 20 && total < 21 << 20,
             "default region is {total} B"
         );
     }

@@ -56,6 +56,7 @@ pub mod fib;
 pub mod layout;
 mod owner;
 pub mod region;
+pub mod rel_stats;
 pub mod ring;
 pub mod stats;
 
@@ -63,6 +64,7 @@ pub use eventfd::EventFd;
 pub use fib::{FibReader, FibView, FibWriter, Generation, PublishError};
 pub use layout::{LAYOUT_VERSION, MAX_WORKERS, SHM_MAGIC, Section, ShmHeader, ShmLayout};
 pub use region::{ShmError, ShmRegion};
+pub use rel_stats::{RelFlowValues, RelLinkValues, RelStatsReader, RelStatsWriter};
 pub use ring::{Notify, PacketMeta, PushError, RingConsumer, RingId, RingProducer};
 pub use stats::{Counter, CounterTotals, LinkState, LinkStats, StatsReader, StatsWriter};
 pub use stats::{StatsError, WorkerCounters};

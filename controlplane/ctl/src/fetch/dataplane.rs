@@ -17,13 +17,13 @@ use anyhow::{Context, anyhow, bail};
 use nix::time::{ClockId, clock_gettime};
 use weft_shared::config::{Config, Node};
 use weft_shared::shm::{
-    CounterTotals, FibReader, LinkState, LinkStats, MAX_WORKERS, ShmError, ShmRegion, StatsError,
-    StatsReader, fdpass,
+    CounterTotals, FibReader, LinkState, LinkStats, MAX_WORKERS, RelStatsReader, ShmError,
+    ShmRegion, StatsError, StatsReader, fdpass,
 };
 
 use crate::report::{
     Counters, CountersReport, DataplaneInfo, FibReport, FibRoute, LinkRow, LinksReport, Liveness,
-    PathRow, State, WorkerRow,
+    PathRow, ReliableLinkRow, ReliableReport, State, WorkerRow,
 };
 
 /// A running data plane's shared memory, attached read-mostly.
@@ -147,6 +147,27 @@ impl DataPlane {
             name: node.name().to_owned(),
             dataplane: self.info.clone(),
             links,
+        }
+    }
+
+    /// The reliable service's per-link and per-flow figures.
+    pub fn reliable(&self, config: &Config, node: &Node) -> ReliableReport {
+        let reader = RelStatsReader::new(&self.region);
+        let workers = node.cores().len().max(1);
+        let links = config
+            .links_of(node.id())
+            .map(|end| ReliableLinkRow {
+                link: end.id().get(),
+                neighbour: end.neighbour().get(),
+                values: reader.link(end.id(), workers),
+            })
+            .collect();
+        ReliableReport {
+            node: node.id().get(),
+            name: node.name().to_owned(),
+            dataplane: self.info.clone(),
+            links,
+            flows: reader.flows(),
         }
     }
 

@@ -355,12 +355,23 @@ impl RelLinks {
     /// Totals over every sender and receiver of the lane.
     pub fn totals(&self) -> RelTotals {
         let mut t = RelTotals::default();
-        for l in self.links.iter() {
+        for (_, l) in self.per_link() {
+            t.add(&l);
+        }
+        t
+    }
+
+    /// Each link's totals (its sender and its receivers of every peer lane).
+    pub fn per_link(&self) -> impl Iterator<Item = (LinkId, RelTotals)> + '_ {
+        self.links.iter().map(|l| {
             let s = l.sender.counters();
-            t.sent += s.sent;
-            t.retransmitted += s.retransmitted;
-            t.abandoned += s.abandoned;
-            t.held += u64::from(l.sender.in_flight());
+            let mut t = RelTotals {
+                sent: s.sent,
+                retransmitted: s.retransmitted,
+                abandoned: s.abandoned,
+                held: u64::from(l.sender.in_flight()),
+                ..RelTotals::default()
+            };
             for (_, rx) in l.receivers.iter() {
                 let r = rx.counters();
                 t.accepted += r.accepted;
@@ -369,8 +380,23 @@ impl RelLinks {
                 t.duplicates += r.duplicates + r.beyond_window;
                 t.refused += r.refused;
             }
-        }
-        t
+            (l.id, t)
+        })
+    }
+}
+
+impl RelTotals {
+    /// Adds `other`.
+    pub fn add(&mut self, other: &RelTotals) {
+        self.sent += other.sent;
+        self.retransmitted += other.retransmitted;
+        self.accepted += other.accepted;
+        self.recovered += other.recovered;
+        self.out_of_order += other.out_of_order;
+        self.duplicates += other.duplicates;
+        self.refused += other.refused;
+        self.held += other.held;
+        self.abandoned += other.abandoned;
     }
 }
 
