@@ -4,7 +4,11 @@
 //! - across a link that loses 5 % of its packets each way (both of its paths through
 //!   `weft-linkem`): the hops recover the losses (`rel_retransmitted` counts them);
 //! - while an intermediate node on the route is SIGKILLed and later restarted: the route moves
-//!   around it, and what it held when it died comes again from the source node (`rel_resent`).
+//!   around it, and what it held when it died comes again from the source node (`rel_resent`);
+//! - with no path at all for 4 s: the source reports the flow stalled (`weftctl show reliable`),
+//!   holds at most its window, holds the client back, and delivers everything once the path
+//!   returns;
+//! - with a receiver that stops reading: the sender is held back within bounded memory.
 //!
 //! Each message carries its index; the receiver checks that the n-th message it gets is index
 //! n, so a loss, a duplicate or a reordering fails the test at once.
@@ -275,4 +279,33 @@ fn a_receiver_that_stops_reading_stops_the_sender_within_bounded_memory() {
     go_tx.send(accepted).unwrap();
     let _ = client.linger(Duration::from_secs(5));
     assert_eq!(rx.join().unwrap(), Ok(accepted));
+}
+
+#[test]
+fn with_no_path_for_seconds_the_flow_stalls_within_its_window_and_resumes() {
+    // A line: node 2 is the only way from 1 to 3.
+    let links = [link(0, 1, 2, 5), link(1, 2, 3, 5)];
+    let mut o = Overlay::start("rel-nopath", 3, &links, Start::Separate);
+    o.wait_converged(Duration::from_secs(15));
+    let count = 15_000;
+    let rx = receiver(o.session_socket(3), count, Duration::from_secs(90));
+    let tx = sender(o.session_socket(1), 3, count, 100, 3_000);
+    std::thread::sleep(Duration::from_secs(2));
+    o.kill_node(2);
+    // Long enough for the source to report the flow stalled (no progress for 2 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let r1 = o.weftctl_json(1, &["show", "reliable"]);
+    let source = &r1["flows"][0];
+    eprintln!("during the outage: {source}");
+    assert_eq!(source["stalled"].as_u64(), Some(1), "{r1}");
+    let held = source["held"].as_u64().unwrap();
+    assert!(held > 0 && held <= 1024, "at most the window is held: {r1}");
+    assert!(
+        source["messages"].as_u64().unwrap() < 5 * 3_000,
+        "the client was held back while no path existed: {r1}"
+    );
+    o.start_node(2);
+    tx.join().unwrap().unwrap();
+    assert_eq!(rx.join().unwrap(), Ok(count));
+    assert!(o.log(1).contains("stalled"), "the node logged the stall");
 }

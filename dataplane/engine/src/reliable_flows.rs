@@ -42,6 +42,8 @@ const _: () = assert!(MAX_SOURCES + MAX_SINKS <= weft_shared::shm::rel_stats::MA
 pub const MAX_SINKS: usize = 64;
 /// A sink with nothing held and no message for this long is retired.
 pub const SINK_IDLE: Duration = Duration::from_secs(30);
+/// How soon a resend that could not leave (no room on the link, no route) is tried again.
+const RESEND_RETRY: Duration = Duration::from_millis(10);
 /// The longest between two acks of a sink that still has messages outstanding at the source
 /// (a keepalive, so that a lost ack costs little).
 const ACK_KEEPALIVE: Duration = Duration::from_millis(100);
@@ -181,6 +183,8 @@ struct SourceFlow {
     closed: bool,
     /// `source.counters().delivered` when credits were last given back.
     granted: u64,
+    /// A resend could not leave (no room or route): try again then.
+    retry_at: Option<Instant>,
 }
 
 struct SinkFlow {
@@ -236,6 +240,7 @@ impl ReliableFlows {
             source: E2eSource::new(self.params),
             closed: false,
             granted: 0,
+            retry_at: None,
         });
         true
     }
@@ -381,8 +386,10 @@ impl ReliableFlows {
                 s.source.handle_timeout(now);
             }
             let before = s.source.counters().resent;
+            s.retry_at = None;
             while let Some((seq, msg)) = s.source.peek_resend() {
                 if !out.resend(&s.info, seq, msg) {
+                    s.retry_at = Some(now + RESEND_RETRY);
                     break;
                 }
                 s.source.commit_resend();
@@ -464,6 +471,7 @@ impl ReliableFlows {
         }
         for s in &self.sources {
             consider(s.source.poll_timeout());
+            consider(s.retry_at);
         }
         next
     }

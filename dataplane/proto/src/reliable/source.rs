@@ -165,6 +165,11 @@ impl E2eSource {
         self.next_seq - 1
     }
 
+    /// Whether a resend pass or a probe is waiting to be sent.
+    pub fn resend_pending(&self) -> bool {
+        self.pass.is_some() || self.probe
+    }
+
     /// Whether the flow is reported stalled.
     pub fn is_stalled(&self) -> bool {
         self.stalled
@@ -352,12 +357,16 @@ impl E2eSource {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should run next.
+    ///
+    /// While a resend pass or a probe waits for the caller (no room or route), only the stall
+    /// report is timed: the caller retries the pass itself.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.outstanding() == 0 || self.pass.is_some() || self.probe {
+        if self.outstanding() == 0 {
             return None;
         }
         let stall = (!self.stalled).then(|| self.last_progress + self.params.stall_after);
-        let resend = Some(self.next_due.unwrap_or(self.probe_at));
+        let waiting = self.pass.is_some() || self.probe;
+        let resend = (!waiting).then(|| self.next_due.unwrap_or(self.probe_at));
         match (stall, resend) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
