@@ -2,4 +2,5 @@
 //!
 //! Built by the data-plane and line-rate issues; figures go to `perf/RESULTS.md`.
 
+pub mod reliable_goodput;
 pub mod srt_compare;

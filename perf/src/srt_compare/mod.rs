@@ -121,6 +121,8 @@ pub struct DirTraffic {
     pub lost: u64,
     /// UDP payload bytes it passed on.
     pub delivered_bytes: u64,
+    /// Datagrams the rate limit's queue dropped (tail drop; 0 without a rate limit).
+    pub queue_drops: u64,
 }
 
 impl DirTraffic {
@@ -131,6 +133,7 @@ impl DirTraffic {
             delivered: n("delivered"),
             lost: n("lost"),
             delivered_bytes: n("delivered_bytes"),
+            queue_drops: n("queue_drops"),
         }
     }
 
@@ -140,6 +143,7 @@ impl DirTraffic {
             delivered: self.delivered.saturating_sub(before.delivered),
             lost: self.lost.saturating_sub(before.lost),
             delivered_bytes: self.delivered_bytes.saturating_sub(before.delivered_bytes),
+            queue_drops: self.queue_drops.saturating_sub(before.queue_drops),
         }
     }
 
@@ -159,6 +163,7 @@ impl DirTraffic {
             "delivered": self.delivered,
             "lost": self.lost,
             "delivered_bytes": self.delivered_bytes,
+            "queue_drops": self.queue_drops,
             "offered_bytes_est": self.offered_bytes().round(),
         })
     }
