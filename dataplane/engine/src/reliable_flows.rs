@@ -205,6 +205,9 @@ pub struct ReliableFlows {
     incarnation: Incarnation,
     sources: Vec<SourceFlow>,
     sinks: Vec<SinkFlow>,
+    /// An ack moved a source: its client's credits go back on the next poll, which is due at
+    /// once (the client may be blocked waiting for them).
+    progressed: bool,
 }
 
 impl ReliableFlows {
@@ -220,6 +223,7 @@ impl ReliableFlows {
             incarnation,
             sources: Vec::with_capacity(MAX_SOURCES),
             sinks: Vec::with_capacity(MAX_SINKS),
+            progressed: false,
         }
     }
 
@@ -293,6 +297,7 @@ impl ReliableFlows {
                 value: body.flow.0.into(),
             })?;
         s.source.handle_ack(now, &body.ack);
+        self.progressed = true;
         Ok(())
     }
 
@@ -358,6 +363,7 @@ impl ReliableFlows {
     /// The periodic work: sinks deliver what their clients now take and ack; sources run
     /// their timers and resend, give credits back for what was delivered, and report stalls.
     pub fn poll(&mut self, now: Instant, out: &mut dyn FlowOutput, counters: &WorkerCounters) {
+        self.progressed = false;
         let mut buf = [0u8; ACK_BODY_MAX];
         for f in self.sinks.iter_mut() {
             drain(f, now, &mut |p, i, m| out.deliver(p, i, m), counters);
@@ -457,6 +463,9 @@ impl ReliableFlows {
 
     /// When [`poll`](Self::poll) has work next (acks due, resends, keepalives).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.progressed {
+            return Some(Instant::ZERO);
+        }
         let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
