@@ -309,3 +309,25 @@ fn with_no_path_for_seconds_the_flow_stalls_within_its_window_and_resumes() {
     assert_eq!(rx.join().unwrap(), Ok(count));
     assert!(o.log(1).contains("stalled"), "the node logged the stall");
 }
+
+#[test]
+fn a_lossless_reliable_flow_is_not_held_back_by_its_credits() {
+    // Credits come back as the far end delivers; once they waited for a resend timer, and a
+    // lossless flow crept at a few hundred messages a second. 20,000 messages flat out must
+    // take a few seconds here, not a minute (a generous bound: about 25,000/s were measured).
+    let links = [link(0, 1, 2, 5), link(1, 2, 3, 5)];
+    let o = Overlay::start("rel-fast", 3, &links, Start::Separate);
+    o.wait_converged(Duration::from_secs(15));
+    let count = 20_000;
+    let start = Instant::now();
+    let rx = receiver(o.session_socket(3), count, Duration::from_secs(60));
+    let tx = sender(o.session_socket(1), 3, count, 1000, 1_000_000);
+    tx.join().unwrap().unwrap();
+    assert_eq!(rx.join().unwrap(), Ok(count));
+    let took = start.elapsed();
+    eprintln!("{count} messages in {took:?}");
+    assert!(
+        took < Duration::from_secs(20),
+        "{count} messages took {took:?}"
+    );
+}
