@@ -34,9 +34,14 @@ fn link(id: u16, a: u16, b: u16, cost_ms: u32) -> LinkSpec {
     }
 }
 
-/// Receives `count` messages on `port` of the node at `socket`, checking each one's index;
-/// gives up after `within`.
-fn receiver(socket: PathBuf, count: u64, within: Duration) -> JoinHandle<Result<u64, String>> {
+/// Receives `count` messages on `port` of the node at `socket`, checking each one's index and
+/// that it is at least `min_age_us` old (the links it crossed); gives up after `within`.
+fn receiver(
+    socket: PathBuf,
+    count: u64,
+    within: Duration,
+    min_age_us: u32,
+) -> JoinHandle<Result<u64, String>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = std::thread::spawn(move || {
         let mut client = Client::connect(&socket, "rel-recv").map_err(|e| e.to_string())?;
@@ -61,6 +66,9 @@ fn receiver(socket: PathBuf, count: u64, within: Duration) -> JoinHandle<Result<
                     "message {got} expected, got index {index} (seq {})",
                     d.seq
                 ));
+            }
+            if d.age_us < min_age_us {
+                return Err(format!("message {got} is {} µs old", d.age_us));
             }
             got += 1;
         }
@@ -133,7 +141,7 @@ fn a_reliable_flow_crosses_a_lossy_link_complete_in_order_and_once() {
     let o = Overlay::start_emulated("rel-lossy", 4, &links, &emulated);
     o.wait_converged(Duration::from_secs(15));
     let count = 20_000;
-    let rx = receiver(o.session_socket(4), count, Duration::from_secs(60));
+    let rx = receiver(o.session_socket(4), count, Duration::from_secs(60), 4_000);
     let tx = sender(o.session_socket(1), 4, count, 200, 5_000);
     tx.join().unwrap().unwrap();
     assert_eq!(rx.join().unwrap(), Ok(count));
@@ -197,7 +205,7 @@ fn a_reliable_flow_survives_the_crash_and_restart_of_an_intermediate_node() {
     o.wait_converged(Duration::from_secs(15));
     let count = 100_000;
     let rate = 10_000;
-    let rx = receiver(o.session_socket(4), count, Duration::from_secs(90));
+    let rx = receiver(o.session_socket(4), count, Duration::from_secs(90), 0);
     let tx = sender(o.session_socket(1), 4, count, 100, rate);
     std::thread::sleep(Duration::from_secs(3));
     o.kill_node(2);
@@ -288,7 +296,7 @@ fn with_no_path_for_seconds_the_flow_stalls_within_its_window_and_resumes() {
     let mut o = Overlay::start("rel-nopath", 3, &links, Start::Separate);
     o.wait_converged(Duration::from_secs(15));
     let count = 15_000;
-    let rx = receiver(o.session_socket(3), count, Duration::from_secs(90));
+    let rx = receiver(o.session_socket(3), count, Duration::from_secs(90), 0);
     let tx = sender(o.session_socket(1), 3, count, 100, 3_000);
     std::thread::sleep(Duration::from_secs(2));
     o.kill_node(2);
@@ -320,7 +328,7 @@ fn a_lossless_reliable_flow_is_not_held_back_by_its_credits() {
     o.wait_converged(Duration::from_secs(15));
     let count = 20_000;
     let start = Instant::now();
-    let rx = receiver(o.session_socket(3), count, Duration::from_secs(60));
+    let rx = receiver(o.session_socket(3), count, Duration::from_secs(60), 0);
     let tx = sender(o.session_socket(1), 3, count, 1000, 1_000_000);
     tx.join().unwrap().unwrap();
     assert_eq!(rx.join().unwrap(), Ok(count));

@@ -314,7 +314,9 @@ impl ReliableFlows {
         let f = &mut self.sinks[i];
         f.last_active = now;
         // The client numbers from 0, the end-to-end layer from 1.
-        let outcome = f.sink.handle_packet(now, d.seq + 1, d.payload);
+        let outcome = f
+            .sink
+            .handle_packet_aged(now, d.seq + 1, d.payload, d.age_us);
         drain(f, now, deliver, counters);
         match outcome {
             weft_proto::reliable::SinkOutcome::Accepted
@@ -494,7 +496,7 @@ fn drain(f: &mut SinkFlow, now: Instant, deliver: &mut DeliverFn<'_>, counters: 
             from_port: f.src_port,
             flow: f.flow,
             seq: seq - 1,
-            age_us: 0,
+            age_us: f.sink.peek_age(now),
             group: None,
         };
         match deliver(f.dst_port, &info, msg) {

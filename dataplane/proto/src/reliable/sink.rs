@@ -42,6 +42,9 @@ pub struct E2eSinkCounters {
 struct Slot {
     present: bool,
     len: usize,
+    /// When it arrived, and its age then (µs since the source sent it).
+    arrived: Instant,
+    age_us: u32,
 }
 
 /// The destination end of one reliable flow. Memory is fixed at construction: `window`
@@ -117,6 +120,18 @@ impl E2eSink {
 
     /// Takes message `seq` of the flow.
     pub fn handle_packet(&mut self, now: Instant, seq: u64, msg: &[u8]) -> SinkOutcome {
+        self.handle_packet_aged(now, seq, msg, 0)
+    }
+
+    /// Takes message `seq` of the flow, `age_us` old on arrival; [`peek_age`](Self::peek_age)
+    /// adds the time it waits here.
+    pub fn handle_packet_aged(
+        &mut self,
+        now: Instant,
+        seq: u64,
+        msg: &[u8],
+        age_us: u32,
+    ) -> SinkOutcome {
         let outcome = self.classify(seq, msg.len());
         match outcome {
             SinkOutcome::Accepted => {}
@@ -140,6 +155,8 @@ impl E2eSink {
         self.slots[i] = Slot {
             present: true,
             len: msg.len(),
+            arrived: now,
+            age_us,
         };
         let at = i * self.msg_len;
         self.bytes[at..at + msg.len()].copy_from_slice(msg);
@@ -166,6 +183,14 @@ impl E2eSink {
         }
         let at = i * self.msg_len;
         Some((self.next, &self.bytes[at..at + slot.len]))
+    }
+
+    /// The age at `now` of the message [`peek_deliver`](Self::peek_deliver) returns: its age
+    /// on arrival plus its wait here, in µs (saturating).
+    pub fn peek_age(&self, now: Instant) -> u32 {
+        let slot = self.slots[self.index(self.next)];
+        let waited = now.saturating_duration_since(slot.arrived).as_micros();
+        u32::try_from(u128::from(slot.age_us) + waited).unwrap_or(u32::MAX)
     }
 
     /// The message last peeked was handed to the client.

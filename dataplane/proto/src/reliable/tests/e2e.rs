@@ -143,3 +143,14 @@ fn sink_acks_say_what_is_delivered_and_what_is_held() {
     assert_eq!(sink.held(), 4);
     assert!(sink.poll_ack(ms(100)).is_none(), "nothing changed");
 }
+
+#[test]
+fn a_message_held_for_order_ages_while_it_waits() {
+    let mut sink = E2eSink::new(params(8));
+    sink.handle_packet_aged(ms(10), 2, b"two", 1_000);
+    sink.handle_packet_aged(ms(30), 1, b"one", 2_000);
+    assert_eq!(sink.peek_age(ms(30)), 2_000);
+    sink.consume(ms(30));
+    // Message 2 arrived 1 ms old and waited 20 ms for message 1.
+    assert_eq!(sink.peek_age(ms(30)), 21_000);
+}
