@@ -77,7 +77,10 @@ fn the_data_plane_measures_the_emulated_latency() {
         );
         eprintln!("node {node}: link RTT {link_rtt:.2} ms, path 0 {p0:.2} ms, path 1 {p1:.2} ms");
         assert!((38.0..46.0).contains(&link_rtt), "link RTT {link_rtt} ms");
-        assert!(p1 > 0.0 && p1 < 5.0, "path 1 is plain loopback: {p1} ms");
+        // Path 1 is plain loopback (well under a millisecond when idle); the
+        // bound only has to tell it from the emulated 40 ms, with room for a
+        // scheduling spike on a loaded 2-core CI machine.
+        assert!(p1 > 0.0 && p1 < 15.0, "path 1 is plain loopback: {p1} ms");
         assert_eq!(
             l["paths"][0]["remote"].as_str().map(|s| s.is_empty()),
             Some(false)
