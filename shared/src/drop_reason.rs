@@ -60,11 +60,14 @@ pub enum DropReason {
     Duplicate,
     /// A real-time record that can no longer arrive within its flow's deadline.
     Late,
+    /// A group-addressed record with no members to reach from here (no FIB entry for the
+    /// group, or for its source's tree at this node).
+    NoMembers,
 }
 
 impl DropReason {
     /// Number of distinct counter slots (one per variant).
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
 
     /// A dense index per variant for counter arrays.
     pub const fn index(self) -> usize {
@@ -85,6 +88,7 @@ impl DropReason {
             DropReason::QueueFull => 13,
             DropReason::Duplicate => 14,
             DropReason::Late => 15,
+            DropReason::NoMembers => 16,
         }
     }
 
@@ -106,6 +110,7 @@ impl DropReason {
         "queue_full",
         "duplicate",
         "late",
+        "no_members",
     ];
 
     /// The counter name of this reason.
@@ -135,6 +140,7 @@ impl fmt::Display for DropReason {
             DropReason::QueueFull => f.write_str("queue full"),
             DropReason::Duplicate => f.write_str("duplicate or too old link sequence"),
             DropReason::Late => f.write_str("past its deadline"),
+            DropReason::NoMembers => f.write_str("no group members to reach"),
         }
     }
 }
@@ -145,7 +151,7 @@ mod tests {
 
     #[test]
     fn names_match_indices() {
-        assert_eq!(DropReason::Late.index(), DropReason::COUNT - 1);
+        assert_eq!(DropReason::NoMembers.index(), DropReason::COUNT - 1);
         assert_eq!(DropReason::BadTag.name(), "bad_tag");
         assert_eq!(
             DropReason::Truncated { needed: 1, got: 0 }.name(),

@@ -14,6 +14,7 @@
 //! less its age (`age_us`, accumulated hop by hop from measured link delays).
 
 use std::time::Duration;
+use weft_shared::session::DeliveredTo;
 
 use weft_proto::forward::{LocalDelivery, RtDelivery};
 use weft_proto::realtime::{ArrivalOutcome, DeadlineBuffer, DeadlineParams, FlowStats};
@@ -57,6 +58,8 @@ pub struct FlowKey {
     pub src_port: Port,
     /// The destination port on this node.
     pub dst_port: Port,
+    /// How the flow is addressed (to this node, or to a group with members here).
+    pub to: DeliveredTo,
 }
 
 struct Flow {
@@ -157,6 +160,7 @@ impl DeadlineFlows {
             flow: d.flow,
             src_port: d.src_port,
             dst_port: d.dst_port,
+            to: d.to,
         };
         // Flows number their messages from 0. A flow whose first messages were lost on the way
         // (its first arrival is not 0) must still wait for them, so a buffer made near the

@@ -19,6 +19,7 @@ pub mod handoff;
 pub mod links;
 pub mod monitors;
 pub mod node;
+pub mod originate;
 mod output;
 pub mod reliable_flows;
 mod rx;

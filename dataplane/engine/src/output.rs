@@ -154,6 +154,10 @@ impl PipelineOutput for Out<'_> {
         }
     }
 
+    fn multicast_copies(&mut self, copies: u32) {
+        self.counters.add(Counter::McastCopies, u64::from(copies));
+    }
+
     fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]) {
         let meta = PacketMeta {
             link: Some(link),

@@ -17,38 +17,26 @@
 //! delivers in order, exactly once, as fast as the client reads. The client's credits come
 //! back as the far end delivers.
 
-use std::ops::Range;
 use std::path::Path;
-
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use weft_proto::forward::{DEFAULT_TTL, Forwarder, LinkSender, LocalDelivery, NextHop};
-use weft_proto::realtime::{RtLinks, RtMeta};
-use weft_proto::reliable::RelLinks;
+use weft_proto::forward::LocalDelivery;
 use weft_shared::DropReason;
 use weft_shared::ids::{FlowId, Incarnation, NodeId, Port};
-use weft_shared::session::{DeliveryMode, Destination, ErrorCode, LinkProtocol, RoutingMode};
-use weft_shared::shm::fib::FibTable;
-use weft_shared::shm::{Counter, PacketMeta, WorkerCounters};
+use weft_shared::session::{DeliveredTo, Destination, ErrorCode, LinkProtocol, RoutingMode};
+use weft_shared::shm::{Counter, LocalGroupsWriter, WorkerCounters};
 use weft_shared::time::Instant;
-use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, RecordFlags, Route, Strikes};
 
 use crate::deadline_flows::{DeadlineFlows, FlowKey, ReleaseSink};
-use crate::links::Links;
-use crate::output::send_on_link;
 use crate::reliable_flows::{E2E_ACK_PORT, FlowOutput, ReliableFlows, SourceInfo};
 use crate::session::{
     ClientId, ClientStatus, DeliverError, DeliverInfo, FlowService, OutboundMessage, SessionConfig,
     SessionServer, SessionSink,
 };
-use crate::uring::{DriverError, TxQueue, UdpDriver, WatchId};
+use crate::uring::{DriverError, UdpDriver, WatchId};
 use crate::worker::TOKEN_SESSION_BASE;
 
-/// Bytes of payload the same-node queue holds per batch.
-const LOCAL_BYTES: usize = 256 * 1024;
-/// Messages the same-node queue holds per batch.
-const LOCAL_MESSAGES: usize = 1024;
+pub use crate::originate::{LocalQueue, Originate};
 
 /// Worker 0's session server with its watches.
 pub struct SessionGlue {
@@ -61,6 +49,8 @@ pub struct SessionGlue {
     realtime: DeadlineFlows,
     /// Both ends of reliable flows.
     reliable: ReliableFlows,
+    /// The server's group epoch last published to shared memory.
+    groups_published: Option<u64>,
 }
 
 impl SessionGlue {
@@ -86,6 +76,7 @@ impl SessionGlue {
             flush_pending: false,
             realtime: DeadlineFlows::new(max_payload as usize),
             reliable,
+            groups_published: None,
         })
     }
 
@@ -167,15 +158,32 @@ impl SessionGlue {
         }
     }
 
+    /// Publishes the groups with local members if they changed since the last publish (and
+    /// once at start, so the control plane sees an empty set rather than none).
+    pub fn publish_groups(&mut self, w: &LocalGroupsWriter, counters: &WorkerCounters) {
+        let epoch = self.server.group_epoch();
+        if self.groups_published == Some(epoch) {
+            return;
+        }
+        // Allocates only when the membership changed: joins and leaves, not packets.
+        let groups: Vec<_> = self.server.local_groups().collect();
+        match w.publish(groups.into_iter()) {
+            Ok(()) => self.groups_published = Some(epoch),
+            // The session server caps a node's groups at the table's size, so this is a bug;
+            // count it rather than stop the worker.
+            Err(_) => counters.add_drop(DropReason::QueueFull, 1),
+        }
+    }
+
     /// Delivers the same-node messages queued by the last batch.
     pub fn deliver_local(&mut self, local: &mut LocalQueue, counters: &WorkerCounters) {
         let server = &mut self.server;
-        local.drain(
-            |port, info, payload| match server.deliver(port, info, payload) {
-                Ok(()) => counters.add(weft_shared::shm::Counter::Delivered, 1),
+        local.drain(|to, port, info, payload| {
+            match server.deliver_addressed(to, port, info, payload) {
+                Ok(()) => count_delivered(counters, to),
                 Err(e) => counters.add_drop(deliver_drop(e, port), 1),
-            },
-        );
+            }
+        });
     }
 
     /// Writes queued output; remembers whether some is left.
@@ -202,7 +210,7 @@ impl SessionGlue {
         if d.dst_port == E2E_ACK_PORT {
             return self.reliable.on_ack(now, d);
         }
-        if d.reliable {
+        if d.reliable && d.to == DeliveredTo::Node {
             let server = &mut self.server;
             self.flush_pending = true;
             return self.reliable.on_data(
@@ -213,7 +221,7 @@ impl SessionGlue {
             );
         }
         self.deliver_now(d)?;
-        counters.add(Counter::Delivered, 1);
+        count_delivered(counters, d.to);
         Ok(())
     }
 
@@ -269,13 +277,25 @@ impl SessionGlue {
             age_us: d.age_us,
             group: None,
         };
-        let result = self.server.deliver(d.dst_port, &info, d.payload);
+        let result = self
+            .server
+            .deliver_addressed(d.to, d.dst_port, &info, d.payload);
         self.flush_pending = true;
         result.map_err(|e| deliver_drop(e, d.dst_port))
     }
 }
 
 /// Released real-time messages go to the session server.
+/// Counts one message handed to local clients, and whether it was addressed to a group.
+fn count_delivered(counters: &WorkerCounters, to: DeliveredTo) {
+    counters.add(Counter::Delivered, 1);
+    match to {
+        DeliveredTo::Node => {}
+        DeliveredTo::Multicast(_) => counters.add(Counter::McastDelivered, 1),
+        DeliveredTo::Anycast(_) => counters.add(Counter::AnycastDelivered, 1),
+    }
+}
+
 struct ServerRelease<'a> {
     server: &'a mut SessionServer,
     released: bool,
@@ -299,7 +319,7 @@ impl ReleaseSink for ServerRelease<'_> {
         };
         self.released = true;
         self.server
-            .deliver(flow.dst_port, &info, payload)
+            .deliver_addressed(flow.to, flow.dst_port, &info, payload)
             .map_err(|e| deliver_drop(e, flow.dst_port))
     }
 }
@@ -325,198 +345,6 @@ struct Refuse;
 impl SessionSink for Refuse {
     fn send(&mut self, _msg: &OutboundMessage<'_>) -> Result<(), DropReason> {
         Err(DropReason::Unsupported("client being closed"))
-    }
-}
-
-/// Same-node messages waiting for the end of the client batch. Fixed capacity.
-pub struct LocalQueue {
-    bytes: Vec<u8>,
-    items: Vec<(Port, DeliverInfo, Range<usize>)>,
-}
-
-impl Default for LocalQueue {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl LocalQueue {
-    /// An empty queue with its fixed capacity allocated.
-    pub fn new() -> Self {
-        LocalQueue {
-            bytes: Vec::with_capacity(LOCAL_BYTES),
-            items: Vec::with_capacity(LOCAL_MESSAGES),
-        }
-    }
-
-    fn push(&mut self, port: Port, info: DeliverInfo, payload: &[u8]) -> Result<(), DropReason> {
-        if self.items.len() == LOCAL_MESSAGES || self.bytes.len() + payload.len() > LOCAL_BYTES {
-            return Err(DropReason::QueueFull);
-        }
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(payload);
-        self.items.push((port, info, start..self.bytes.len()));
-        Ok(())
-    }
-
-    fn drain(&mut self, mut f: impl FnMut(Port, &DeliverInfo, &[u8])) {
-        for (port, info, range) in self.items.drain(..) {
-            f(port, &info, &self.bytes[range]);
-        }
-        self.bytes.clear();
-    }
-}
-
-/// What a client's send needs: the FIB, the links, and worker 0's sender and tx queue.
-pub struct Originate<'a> {
-    /// Batch time.
-    pub now: Instant,
-    /// This node.
-    pub node: NodeId,
-    /// The data plane's incarnation (the overlay header's source incarnation).
-    pub incarnation: Incarnation,
-    /// The pipeline (for the next hop).
-    pub forwarder: &'a Forwarder,
-    /// The FIB generation entered for this batch.
-    pub fib: &'a FibTable,
-    /// The node's links.
-    pub links: &'a Links,
-    /// Worker 0's packet builder.
-    pub sender: &'a mut LinkSender,
-    /// Worker 0's counters.
-    pub counters: &'a WorkerCounters,
-    /// Worker 0's tx queue.
-    pub tx: &'a mut TxQueue,
-    /// Where same-node messages wait until the batch ends.
-    pub local: &'a mut LocalQueue,
-    /// Worker 0's real-time link state (lane 0).
-    pub rt: &'a mut RtLinks,
-    /// Worker 0's reliable link state (lane 0).
-    pub rel: &'a mut RelLinks,
-}
-
-impl<'a> Originate<'a> {
-    /// A sink for one batch of client requests.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "worker 0's state, borrowed once per batch"
-    )]
-    pub fn new(
-        now: Instant,
-        node: NodeId,
-        incarnation: Incarnation,
-        forwarder: &'a Forwarder,
-        fib: &'a FibTable,
-        links: &'a Links,
-        sender: &'a mut LinkSender,
-        counters: &'a WorkerCounters,
-        tx: &'a mut TxQueue,
-        local: &'a mut LocalQueue,
-        rt: &'a mut RtLinks,
-        rel: &'a mut RelLinks,
-    ) -> Self {
-        Originate {
-            now,
-            node,
-            incarnation,
-            forwarder,
-            fib,
-            links,
-            sender,
-            counters,
-            tx,
-            local,
-            rt,
-            rel,
-        }
-    }
-
-    /// Hands message `seq` (end to end, from 1) of reliable flow `info` to the first link's
-    /// reliable sender on the route of the moment; `false` if it cannot leave now (no route,
-    /// a full window): it stays in the flow's source and goes later.
-    pub fn transmit_reliable(&mut self, info: &SourceInfo, seq: u64, payload: &[u8]) -> bool {
-        let Ok(NextHop::Link(link)) = self.forwarder.next_hop(info.dst, self.fib, self.links)
-        else {
-            return false;
-        };
-        if !self.rel.has_room(link) {
-            return false;
-        }
-        let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
-        let data = DataRepr {
-            overlay: OverlayRepr {
-                route: Route::Unicast(info.dst),
-                ttl: DEFAULT_TTL,
-                link_proto: LinkProto::Reliable,
-                delivery: Delivery::AsSoonAsOrdered,
-                priority: 0,
-                strikes: Strikes::NONE,
-                src: self.node,
-                src_port: info.src_port,
-                dst_port: info.dst_port,
-                src_incarnation: self.incarnation,
-                flow: info.flow,
-                seq: seq - 1,
-                deadline_us: None,
-                age_us: delay,
-            },
-            fragment: None,
-            payload,
-        };
-        let mut body = [0u8; RECORD_SCRATCH];
-        let Ok(n) = data.emit(&mut body) else {
-            return false;
-        };
-        let rtt = Duration::from_micros(2 * u64::from(delay));
-        self.rel.send(self.now, link, rtt, &body[..n]).is_ok()
-    }
-
-    /// Sends an end-to-end ack (`body`, [`crate::reliable_flows::AckBody`]) to node `to`, best
-    /// effort, from the acked flow's destination port `src_port`.
-    pub fn send_e2e_ack(
-        &mut self,
-        to: NodeId,
-        src_port: Port,
-        body: &[u8],
-    ) -> Result<(), DropReason> {
-        let NextHop::Link(link) = self.forwarder.next_hop(to, self.fib, self.links)? else {
-            return Err(DropReason::Unsupported("an end-to-end ack to this node"));
-        };
-        let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
-        let data = DataRepr {
-            overlay: OverlayRepr {
-                route: Route::Unicast(to),
-                ttl: DEFAULT_TTL,
-                link_proto: LinkProto::BestEffort,
-                delivery: Delivery::AsSoonAsOrdered,
-                priority: 0,
-                strikes: Strikes::NONE,
-                src: self.node,
-                src_port,
-                dst_port: E2E_ACK_PORT,
-                src_incarnation: self.incarnation,
-                flow: FlowId(0),
-                seq: 0,
-                deadline_us: None,
-                age_us: delay,
-            },
-            fragment: None,
-            payload: body,
-        };
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
-        send_on_link(
-            self.tx,
-            self.sender,
-            self.links,
-            0,
-            self.counters,
-            meta,
-            |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
-        )
     }
 }
 
@@ -568,7 +396,8 @@ impl SessionSink for WithReliable<'_, '_> {
             return self.out.send(msg);
         }
         let Destination::Node { node, .. } = msg.dst else {
-            return Err(DropReason::Unsupported("multicast and anycast"));
+            // To a group: hop-by-hop recovery on each tree link only.
+            return self.out.send(msg);
         };
         if node == self.out.node {
             // Between two clients of this node nothing can be lost on the way.
@@ -591,7 +420,7 @@ impl SessionSink for WithReliable<'_, '_> {
             return self.out.flow_opened(flow, src_port, dst, service);
         }
         let Destination::Node { node, port } = dst else {
-            return Err(ErrorCode::Unsupported);
+            return self.out.flow_opened(flow, src_port, dst, service);
         };
         if service.routing != RoutingMode::LinkState {
             return Err(ErrorCode::Unsupported);
@@ -620,146 +449,5 @@ impl SessionSink for WithReliable<'_, '_> {
 
     fn left(&mut self, group: weft_shared::ids::GroupId, client: ClientId) {
         self.out.left(group, client);
-    }
-}
-
-/// A real-time record body is encoded here first, so the link sender can keep a copy.
-const RECORD_SCRATCH: usize = 2048;
-
-impl SessionSink for Originate<'_> {
-    fn send(&mut self, msg: &OutboundMessage<'_>) -> Result<(), DropReason> {
-        let Destination::Node { node, port } = msg.dst else {
-            return Err(DropReason::Unsupported("multicast and anycast"));
-        };
-        match self.forwarder.next_hop(node, self.fib, self.links)? {
-            NextHop::Local => {
-                let info = DeliverInfo {
-                    from_node: self.node,
-                    from_port: msg.src_port,
-                    flow: msg.flow,
-                    seq: msg.seq,
-                    age_us: 0,
-                    group: None,
-                };
-                self.local.push(port, info, msg.payload)
-            }
-            NextHop::Link(link) => {
-                let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us());
-                let service = &msg.service;
-                let realtime = service.protocol == LinkProtocol::Realtime;
-                let data = DataRepr {
-                    overlay: OverlayRepr {
-                        route: Route::Unicast(node),
-                        ttl: DEFAULT_TTL,
-                        link_proto: if realtime {
-                            LinkProto::Realtime
-                        } else {
-                            LinkProto::BestEffort
-                        },
-                        delivery: match service.delivery {
-                            DeliveryMode::AtDeadline if realtime => Delivery::AtDeadline,
-                            _ => Delivery::AsSoonAsOrdered,
-                        },
-                        priority: 0,
-                        strikes: if realtime {
-                            Strikes::new(service.strikes.n, service.strikes.m).ok_or(
-                                DropReason::BadField {
-                                    field: "flow.strikes",
-                                    value: service.strikes.n.max(service.strikes.m).into(),
-                                },
-                            )?
-                        } else {
-                            Strikes::NONE
-                        },
-                        src: self.node,
-                        src_port: msg.src_port,
-                        dst_port: port,
-                        src_incarnation: self.incarnation,
-                        flow: msg.flow,
-                        seq: msg.seq,
-                        deadline_us: if realtime {
-                            NonZeroU32::new(service.deadline_us)
-                        } else {
-                            None
-                        },
-                        age_us: delay,
-                    },
-                    fragment: None,
-                    payload: msg.payload,
-                };
-                let meta = PacketMeta {
-                    link: Some(link),
-                    path: None,
-                    flags: 0,
-                };
-                if !realtime {
-                    return send_on_link(
-                        self.tx,
-                        self.sender,
-                        self.links,
-                        0,
-                        self.counters,
-                        meta,
-                        |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
-                    );
-                }
-                // Real time: encode the record body, let the link's sender number it and keep
-                // a copy, then send it.
-                let mut body = [0u8; RECORD_SCRATCH];
-                let n = data
-                    .emit(&mut body)
-                    .map_err(weft_proto::forward::emit_error_drop)?;
-                let body = &body[..n];
-                let one_way = Duration::from_micros(u64::from(delay));
-                let remaining = service.deadline_us.saturating_sub(delay);
-                let rt_meta = RtMeta {
-                    strikes: data.overlay.strikes,
-                    deadline: self
-                        .now
-                        .saturating_add(one_way)
-                        .saturating_add(Duration::from_micros(u64::from(remaining))),
-                };
-                let link_seq = self.rt.send(self.now, link, one_way, rt_meta, body)?;
-                send_on_link(
-                    self.tx,
-                    self.sender,
-                    self.links,
-                    0,
-                    self.counters,
-                    meta,
-                    |s, buf, link, path, max| {
-                        s.write_sequenced_data(
-                            buf,
-                            link,
-                            path,
-                            body,
-                            link_seq,
-                            RecordFlags::NONE,
-                            max,
-                        )
-                    },
-                )
-            }
-        }
-    }
-
-    fn flow_opened(
-        &mut self,
-        _flow: FlowId,
-        _src_port: Port,
-        dst: Destination,
-        service: &FlowService,
-    ) -> Result<(), ErrorCode> {
-        // Only what this data plane runs today: best effort and real time, link-state unicast.
-        let supported = matches!(
-            service.protocol,
-            LinkProtocol::BestEffort | LinkProtocol::Realtime
-        ) && service.routing == RoutingMode::LinkState
-            && matches!(dst, Destination::Node { .. });
-        if supported {
-            Ok(())
-        } else {
-            Err(ErrorCode::Unsupported)
-        }
     }
 }

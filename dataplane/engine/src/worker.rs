@@ -58,8 +58,8 @@ use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, NodeId};
 use weft_shared::shm::fib::FibTable;
 use weft_shared::shm::{
-    Counter, EventFd, FibReader, Notify, RelLinkValues, RelStatsWriter, RingConsumer, RingProducer,
-    ShmRegion, StatsWriter, WorkerCounters,
+    Counter, EventFd, FibReader, LocalGroupsWriter, Notify, RelLinkValues, RelStatsWriter,
+    RingConsumer, RingProducer, ShmRegion, StatsWriter, WorkerCounters,
 };
 use weft_shared::time::Instant;
 use weft_shared::wire::{AckRepr, NackRepr};
@@ -261,6 +261,8 @@ struct Zero {
     stats_due: Instant,
     session: SessionGlue,
     local: LocalQueue,
+    /// Where the groups with local members go for the control plane.
+    groups: LocalGroupsWriter,
     /// Watch tokens reported by the last `run_once`, for the session server.
     readable: Vec<u64>,
     inject_woken: bool,
@@ -347,6 +349,7 @@ impl Worker {
                     stats_due: now,
                     session,
                     local: LocalQueue::new(),
+                    groups: LocalGroupsWriter::new(setup.region.clone()),
                     readable: Vec::with_capacity(1024),
                     inject_woken: false,
                 }))
@@ -865,6 +868,8 @@ impl Worker {
             z.readable.clear();
             z.session.flush();
         }
+        // Joins, leaves and disconnects: the control plane floods the node's groups.
+        z.session.publish_groups(&z.groups, &self.counters);
         // Control packets from the control plane.
         {
             let _ = z.inject_wake.drain();

@@ -10,6 +10,7 @@ use core::mem::size_of;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::fib::{FibControl, FibTable};
+use super::groups::LocalGroupsSection;
 use super::region::ShmError;
 use super::rel_stats::RelStatsSection;
 use super::ring::{RING_SLOT_SIZE, ring_bytes};
@@ -21,7 +22,7 @@ pub const SHM_MAGIC: u64 = u64::from_le_bytes(*b"WEFTSHM\0");
 
 /// The layout version this build reads and writes. Bump it on any change to a section's size,
 /// field order or meaning, to the header, or to a protocol (see `docs/shm.md`, "Versioning").
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Number of data-plane worker slots: FIB reader epochs and per-worker counter rows.
 pub const MAX_WORKERS: usize = 64;
@@ -58,11 +59,13 @@ pub enum Section {
     InjectRings,
     /// The reliable service's per-link and per-flow statistics.
     RelStats,
+    /// The groups this node's clients joined, for the control plane.
+    LocalGroups,
 }
 
 impl Section {
     /// Number of sections.
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
 
     /// Every section in layout order.
     pub const ALL: [Section; Self::COUNT] = [
@@ -74,6 +77,7 @@ impl Section {
         Section::PuntRings,
         Section::InjectRings,
         Section::RelStats,
+        Section::LocalGroups,
     ];
 
     /// Position in the header's section table.
@@ -92,6 +96,7 @@ impl Section {
             Section::PuntRings => "punt_rings",
             Section::InjectRings => "inject_rings",
             Section::RelStats => "rel_stats",
+            Section::LocalGroups => "local_groups",
         }
     }
 }
@@ -146,7 +151,7 @@ pub struct ShmHeader {
     pub sections: [SectionDesc; Section::COUNT],
 }
 
-const _: () = assert!(size_of::<ShmHeader>() == 200);
+const _: () = assert!(size_of::<ShmHeader>() == 216);
 const _: () = assert!(size_of::<ShmHeader>() as u64 <= HEADER_AREA);
 const _: () = assert!(size_of::<ShmHeader>() % 4 == 0, "read as u32 words");
 
@@ -207,6 +212,7 @@ impl ShmLayout {
             ring * u64::from(self.punt_rings),
             ring * u64::from(self.inject_rings),
             size_of::<RelStatsSection>() as u64,
+            size_of::<LocalGroupsSection>() as u64,
         ];
         let mut out = [SectionDesc::default(); Section::COUNT];
         let mut offset = HEADER_AREA;
@@ -418,7 +424,7 @@ mod tests {
             err(validate_header(&header_bytes(&h)[..100], size)),
             want(ShmError::TooSmall {
                 size: 100,
-                needed: 200
+                needed: 216
             })
         );
         let mut short = h;
@@ -427,7 +433,7 @@ mod tests {
             err(validate_header(&header_bytes(&short), size)),
             want(ShmError::HeaderSizeMismatch {
                 found: 100,
-                expected: 200
+                expected: 216
             })
         );
     }

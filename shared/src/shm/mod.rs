@@ -53,6 +53,7 @@
 pub mod eventfd;
 pub mod fdpass;
 pub mod fib;
+pub mod groups;
 pub mod layout;
 mod owner;
 pub mod region;
@@ -62,6 +63,9 @@ pub mod stats;
 
 pub use eventfd::EventFd;
 pub use fib::{FibReader, FibView, FibWriter, Generation, PublishError};
+pub use groups::{
+    GroupsBusy, LocalGroups, LocalGroupsReader, LocalGroupsWriter, MAX_LOCAL_GROUPS, TooManyGroups,
+};
 pub use layout::{LAYOUT_VERSION, MAX_WORKERS, SHM_MAGIC, Section, ShmHeader, ShmLayout};
 pub use region::{ShmError, ShmRegion};
 pub use rel_stats::{RelFlowValues, RelLinkValues, RelStatsReader, RelStatsWriter};

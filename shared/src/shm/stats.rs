@@ -343,11 +343,18 @@ pub enum Counter {
     RelResent,
     /// Reliable: end-to-end duplicates dropped at this destination.
     RelSinkDuplicates,
+    /// Groups: multicast messages handed to this node's members (once per message, whatever
+    /// the number of members).
+    McastDelivered,
+    /// Groups: anycast messages handed to one of this node's members.
+    AnycastDelivered,
+    /// Groups: multicast copies this node sent on tree links (originated or forwarded).
+    McastCopies,
 }
 
 impl Counter {
     /// Number of fixed counters.
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 23;
     /// Every fixed counter in row order.
     pub const ALL: [Counter; Self::COUNT] = [
         Counter::Received,
@@ -370,6 +377,9 @@ impl Counter {
         Counter::RelDelivered,
         Counter::RelResent,
         Counter::RelSinkDuplicates,
+        Counter::McastDelivered,
+        Counter::AnycastDelivered,
+        Counter::McastCopies,
     ];
     /// Names in row order, for `weftctl show counters` and JSON.
     pub const NAMES: [&'static str; Self::COUNT] = [
@@ -393,6 +403,9 @@ impl Counter {
         "rel_delivered",
         "rel_resent",
         "rel_sink_duplicates",
+        "mcast_delivered",
+        "anycast_delivered",
+        "mcast_copies",
     ];
 
     /// Position in the row.

@@ -1,6 +1,7 @@
 //! The session server's settings and the sizes derived from them.
 
 use std::ops::RangeInclusive;
+use weft_shared::shm::MAX_LOCAL_GROUPS;
 
 use weft_shared::session::{
     DEFAULT_CREDITS_PER_FLOW, DEFAULT_MAX_FLOWS_PER_CLIENT, DEFAULT_MAX_GROUPS_PER_CLIENT,
@@ -68,6 +69,9 @@ pub struct SessionConfig {
     pub max_ports: u16,
     /// Groups a client may have joined at once.
     pub max_groups: u16,
+    /// Distinct groups this node's clients may have joined at once (the control plane's view
+    /// of the node's membership holds at most [`MAX_LOCAL_GROUPS`]).
+    pub max_node_groups: u32,
     /// The ports `Bind { port: 0 }` picks from. Ports in it may also be bound by number.
     pub ephemeral_ports: RangeInclusive<u16>,
     /// Largest `k` for k-paths routing; a larger one is refused with `Unsupported`.
@@ -93,6 +97,7 @@ impl Default for SessionConfig {
             max_flows: DEFAULT_MAX_FLOWS_PER_CLIENT,
             max_ports: DEFAULT_MAX_PORTS_PER_CLIENT,
             max_groups: DEFAULT_MAX_GROUPS_PER_CLIENT,
+            max_node_groups: MAX_LOCAL_GROUPS as u32,
             ephemeral_ports: DEFAULT_EPHEMERAL_PORTS,
             max_k_paths: DEFAULT_MAX_K_PATHS,
             max_strikes: DEFAULT_MAX_STRIKES,

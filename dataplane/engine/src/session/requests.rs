@@ -74,7 +74,7 @@ impl Core {
             let Some(flow) = st.flows.get_mut(handle) else {
                 continue; // Closed during the batch.
             };
-            if flow.service.protocol == LinkProtocol::Reliable {
+            if end_to_end(flow.service.protocol, &flow.dst) {
                 // A reliable flow's credits come back as its messages are delivered at the far
                 // end (`SessionServer::grant_credits`): the client's backpressure.
                 flow.to_return = 0;
@@ -130,6 +130,7 @@ impl Core {
         st.ports.clear();
         st.flows.close_where(|_| true, |f| sink.flow_closed(f.id));
         for &group in &st.groups {
+            self.member_left(group);
             sink.left(group, client);
         }
         st.groups.clear();
@@ -247,6 +248,7 @@ impl Core {
             ClientMessage::Leave { group } => {
                 if let Some(i) = st.groups.iter().position(|&g| g == group) {
                     st.groups.swap_remove(i);
+                    self.member_left(group);
                     sink.left(group, client);
                 }
                 self.reply(st, id, &ServerMessage::Ok);
@@ -359,7 +361,7 @@ impl Core {
             return;
         }
         self.next_flow_id = self.next_flow_id.checked_add(1).unwrap_or(1);
-        let credits = if f.protocol == LinkProtocol::Reliable {
+        let credits = if end_to_end(f.protocol, &f.destination) {
             self.cfg.reliable_window
         } else {
             self.cfg.credits_per_flow
@@ -481,9 +483,37 @@ impl Core {
                 self.error(st, id, ErrorCode::TooManyGroups, u32::from(max), text);
                 return;
             }
+            let node_max = self.cfg.max_node_groups;
+            if !self.groups.contains_key(&group) && self.groups.len() >= node_max as usize {
+                let text = format_args!("this node's clients may join at most {node_max} groups");
+                self.error(st, id, ErrorCode::TooManyGroups, node_max, text);
+                return;
+            }
             st.groups.push(group);
+            let members = self.groups.entry(group).or_insert(0);
+            if *members == 0 {
+                self.group_epoch += 1;
+            }
+            *members += 1;
             sink.joined(group, client);
         }
         self.reply(st, id, &ServerMessage::Ok);
     }
+
+    /// One local member of `group` left (by `Leave` or by disconnecting).
+    fn member_left(&mut self, group: GroupId) {
+        if let Some(members) = self.groups.get_mut(&group) {
+            *members = members.saturating_sub(1);
+            if *members == 0 {
+                self.groups.remove(&group);
+                self.group_epoch += 1;
+            }
+        }
+    }
+}
+
+/// Whether a flow's credits come back from its far end: a reliable flow to a node. A reliable
+/// flow to a group is recovered hop by hop only, and its credits come back like best effort's.
+fn end_to_end(protocol: LinkProtocol, dst: &Destination) -> bool {
+    protocol == LinkProtocol::Reliable && matches!(dst, Destination::Node { .. })
 }

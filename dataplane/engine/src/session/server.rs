@@ -1,6 +1,7 @@
 //! [`SessionServer`]: the listener, the client slots and their socket I/O (accept, read in
 //! bounded batches, flush, reap) plus delivery of overlay messages to local clients.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -38,6 +39,10 @@ pub(crate) struct Core {
     pub(crate) touched: Vec<FlowHandle>,
     /// Where a frame that wraps around an output ring is encoded first.
     pub(crate) scratch: Box<[u8]>,
+    /// Local members per group joined by at least one client (at most `max_node_groups`).
+    pub(crate) groups: BTreeMap<GroupId, u32>,
+    /// Bumped whenever the set of groups with local members changes.
+    pub(crate) group_epoch: u64,
 }
 
 /// A connected client as `weftctl` shows it.
@@ -100,6 +105,8 @@ impl SessionServer {
                 next_flow_id: 1,
                 touched: Vec::with_capacity(MAX_FRAMES_PER_BATCH),
                 scratch: vec![0; MAX_FRAME_SIZE].into_boxed_slice(),
+                groups: BTreeMap::new(),
+                group_epoch: 0,
             },
         })
     }
@@ -361,6 +368,44 @@ impl SessionServer {
         result
     }
 
+    /// Queues one overlay message as it was addressed: to the client bound to `port`, to every
+    /// local member of a multicast group, or to one local member of an anycast group
+    /// (`info.group` is set from `to`).
+    pub fn deliver_addressed(
+        &mut self,
+        to: DeliveredTo,
+        port: Port,
+        info: &DeliverInfo,
+        payload: &[u8],
+    ) -> Result<(), DeliverError> {
+        match to {
+            DeliveredTo::Node => self.deliver(
+                port,
+                &DeliverInfo {
+                    group: None,
+                    ..*info
+                },
+                payload,
+            ),
+            DeliveredTo::Multicast(g) => self.deliver(
+                port,
+                &DeliverInfo {
+                    group: Some(g),
+                    ..*info
+                },
+                payload,
+            ),
+            DeliveredTo::Anycast(g) => self.deliver_anycast(
+                port,
+                &DeliverInfo {
+                    group: Some(g),
+                    ..*info
+                },
+                payload,
+            ),
+        }
+    }
+
     /// Queues a message addressed to an anycast group for one local member: the first (by
     /// client id) with room. `info.group` names the group; without one this is
     /// [`deliver`](Self::deliver).
@@ -497,6 +542,16 @@ impl SessionServer {
             flows: c.st.flows.open_count(),
             out_bytes: c.st.out.len(),
         })
+    }
+
+    /// The groups with local members, ascending, with their member counts.
+    pub fn local_groups(&self) -> impl Iterator<Item = (GroupId, u32)> + '_ {
+        self.core.groups.iter().map(|(&g, &n)| (g, n))
+    }
+
+    /// Changes whenever the set of groups with local members changes (starts at 0).
+    pub fn group_epoch(&self) -> u64 {
+        self.core.group_epoch
     }
 
     /// Local clients that are members of `group`.

@@ -11,6 +11,13 @@
 //! | Nack (real-time) | [`PipelineOutput::nack`]: to the lane that sent the data it asks for |
 //! | Ack, Nack (reliable) | [`PipelineOutput::reliable_feedback`]: to the lane that sent the data they answer |
 //!
+//! Group-addressed data (`docs/groups.md`) takes the same paths: an anycast record goes, hop by
+//! hop, towards the member node the FIB names for its group (and is delivered here when that is
+//! this node); a multicast record is looked up by (group, source node) and copied onto every
+//! out-link of the source's tree (never back onto the link it came from), and delivered here
+//! when the node has members ([`group`]). Each copy gets its own age and, for real-time and
+//! reliable flows, its own link sender: recovery is per tree link, hop by hop.
+//!
 //! Every other outcome is a [`PipelineOutput::drop_record`] with its [`DropReason`]: one per bad
 //! record, or one for the whole datagram when the link header is bad. The sender link and path
 //! come from the header (sender node, link id, path id), never from the UDP source address, so
@@ -42,11 +49,15 @@
 //! batch time; both come from the engine's clock (time is an input). The FIB view must stay
 //! entered for the call.
 
+mod group;
 mod hello;
 mod sender;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests_group;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 mod tests_realtime;
@@ -58,6 +69,7 @@ use core::time::Duration;
 use weft_shared::DropReason;
 
 use weft_shared::ids::{FlowId, Incarnation, LinkId, NodeId, Port};
+use weft_shared::session::DeliveredTo;
 use weft_shared::shm::fib::FibTable;
 use weft_shared::time::Instant;
 use weft_shared::wire::{
@@ -68,6 +80,7 @@ use weft_shared::wire::{
 use crate::realtime::{RtLinks, RtMeta};
 use crate::reliable::{RelClass, RelFeedback, RelLinks};
 
+pub use group::Fanout;
 pub use hello::{hello_fields, hello_repr};
 pub use sender::{DEFAULT_TTL, LinkSender, emit_error_drop};
 
@@ -109,8 +122,10 @@ pub struct LocalDelivery<'a> {
     /// What the destination's deadline buffer needs, for a real-time flow.
     pub realtime: Option<RtDelivery>,
     /// A message of a reliable flow (in-order, exactly-once delivery by the destination's
-    /// end-to-end sink).
+    /// end-to-end sink for a flow to a node; hop-by-hop recovery only for a group).
     pub reliable: bool,
+    /// How it was addressed: to this node, or to a group with members here.
+    pub to: DeliveredTo,
     /// The application's bytes.
     pub payload: &'a [u8],
 }
@@ -172,6 +187,11 @@ impl<'a> LocalDelivery<'a> {
             age_us,
             realtime,
             reliable: o.link_proto == LinkProto::Reliable,
+            to: match o.route {
+                Route::Multicast(g) => DeliveredTo::Multicast(g),
+                Route::Anycast(g) => DeliveredTo::Anycast(g),
+                Route::Unicast(_) | Route::SourceRouted { .. } => DeliveredTo::Node,
+            },
             payload,
         }
     }
@@ -200,6 +220,10 @@ pub trait PipelineOutput {
     fn nack(&mut self, rx: &LinkRepr, nack: &NackRepr) {
         let _ = (rx, nack);
         self.drop_record(DropReason::Unsupported("real-time feedback"));
+    }
+    /// `copies` multicast copies of one record went to tree links (for the group counters).
+    fn multicast_copies(&mut self, copies: u32) {
+        let _ = copies;
     }
     /// The worker's reliable link state, if it runs the reliable protocol; without it reliable
     /// data is refused as unsupported.
@@ -255,6 +279,33 @@ impl Forwarder {
         // A FIB that names a link we do not have is as good as no route.
         links.link(route.next_hop).ok_or(DropReason::NoRoute)?;
         Ok(NextHop::Link(route.next_hop))
+    }
+
+    /// Where a unicast or anycast record goes: here, or the FIB's next hop. An anycast group
+    /// goes towards the member node the FIB chose for it (the nearest), and is delivered here
+    /// when that is this node.
+    pub fn route_hop(
+        &self,
+        route: &Route,
+        fib: &FibTable,
+        links: &impl LinkTable,
+    ) -> Result<NextHop, DropReason> {
+        match *route {
+            Route::Unicast(dst) => self.next_hop(dst, fib, links),
+            Route::Anycast(group) => {
+                let r = fib.anycast(group).ok_or(DropReason::NoMembers)?;
+                match r.next_hop {
+                    None if r.target == self.node => Ok(NextHop::Local),
+                    None => Err(DropReason::NoMembers),
+                    Some(link) => {
+                        links.link(link).ok_or(DropReason::NoRoute)?;
+                        Ok(NextHop::Link(link))
+                    }
+                }
+            }
+            Route::Multicast(_) => Err(DropReason::Unsupported("multicast has no single hop")),
+            Route::SourceRouted { .. } => Err(DropReason::Unsupported("source routing")),
+        }
     }
 
     /// Checks the link header of `datagram` and decides for each of its records (module doc).
@@ -417,12 +468,9 @@ impl Forwarder {
         if data.fragment().is_some() {
             return Err(DropReason::Unsupported("fragmented messages"));
         }
-        let dst = match overlay.route {
-            Route::Unicast(dst) => dst,
-            Route::Multicast(_) => return Err(DropReason::Unsupported("multicast")),
-            Route::Anycast(_) => return Err(DropReason::Unsupported("anycast")),
-            Route::SourceRouted { .. } => return Err(DropReason::Unsupported("source routing")),
-        };
+        if let Route::SourceRouted { .. } = overlay.route {
+            return Err(DropReason::Unsupported("source routing"));
+        }
         let retransmission = header.flags == RecordFlags::RETRANSMIT;
         if realtime {
             // The budget left on arrival here: the age already counts the link just crossed.
@@ -450,9 +498,23 @@ impl Forwarder {
             )?;
         }
         if reliable {
-            return self.handle_reliable(rx, header, times, body, dst, fib, links, out);
+            return self.handle_reliable(rx, header, times, body, &overlay.route, fib, links, out);
         }
-        match self.next_hop(dst, fib, links)? {
+        if let Route::Multicast(group) = overlay.route {
+            let fanout = self.multicast_fanout(group, overlay.src, fib, links)?;
+            self.multicast(
+                rx,
+                times,
+                residence_us,
+                body,
+                &fanout,
+                retransmission,
+                links,
+                out,
+            );
+            return Ok(());
+        }
+        match self.route_hop(&overlay.route, fib, links)? {
             NextHop::Local => {
                 let h = data.header_mut();
                 h.add_age_us(residence_us);
@@ -513,7 +575,7 @@ impl Forwarder {
         header: &RecordRepr,
         times: Times,
         body: &mut [u8],
-        dst: NodeId,
+        route: &Route,
         fib: &FibTable,
         links: &impl LinkTable,
         out: &mut impl PipelineOutput,
@@ -531,7 +593,19 @@ impl Forwarder {
             }
         }
         let residence_us = duration_us(times.now.saturating_duration_since(times.rx_at));
-        let passed = self.pass_reliable(rx, times, residence_us, body, dst, fib, links, out);
+        let passed = match *route {
+            Route::Multicast(group) => {
+                let src = DataPacket::new_checked(&*body)?.overlay().src;
+                // No tree here (no members, or this node is not on the source's tree) can
+                // never deliver: it is accepted and counted below, so the previous hop stops.
+                self.multicast_fanout(group, src, fib, links)
+                    .map_err(|_| DropReason::NoMembers)
+                    .and_then(|f| {
+                        self.multicast_reliable(rx, times, residence_us, body, &f, links, out)
+                    })
+            }
+            _ => self.pass_reliable(rx, times, residence_us, body, route, fib, links, out),
+        };
         let rel = out
             .reliable()
             .ok_or(DropReason::Unsupported("reliable flows on this node"))?;
@@ -563,12 +637,12 @@ impl Forwarder {
         times: Times,
         residence_us: u32,
         body: &mut [u8],
-        dst: NodeId,
+        route: &Route,
         fib: &FibTable,
         links: &impl LinkTable,
         out: &mut impl PipelineOutput,
     ) -> Result<(), DropReason> {
-        match self.next_hop(dst, fib, links)? {
+        match self.route_hop(route, fib, links)? {
             NextHop::Local => {
                 let mut data = DataPacket::new_checked(&mut *body)?;
                 let overlay = *data.overlay();

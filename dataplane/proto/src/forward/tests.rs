@@ -382,7 +382,7 @@ fn packets_must_come_from_the_links_neighbour_on_a_configured_path() {
 }
 
 #[test]
-fn unsupported_routing_and_protocols_are_counted() {
+fn unsupported_routing_and_groups_without_members_are_counted() {
     let mut mask = LinkMask::new(1).unwrap();
     mask.insert(link(OUT_LINK));
     let reliable = OverlayRepr {
@@ -402,8 +402,9 @@ fn unsupported_routing_and_protocols_are_counted() {
     assert_eq!(
         out.drops,
         vec![
-            DropReason::Unsupported("multicast"),
-            DropReason::Unsupported("anycast"),
+            // This FIB has no group entries.
+            DropReason::NoMembers,
+            DropReason::NoMembers,
             DropReason::Unsupported("source routing"),
         ]
     );
