@@ -66,6 +66,7 @@ impl Graph {
     pub fn shortest_paths(&self, source: NodeId) -> Routes {
         let n = self.adjacency.len();
         let mut best: Vec<Option<Route>> = vec![None; n];
+        let mut parent_link: Vec<Option<LinkId>> = vec![None; n];
         let mut done = vec![false; n];
         // Heap of (cost, first-hop link, node): the lexicographic order is the tie-break.
         let mut heap = BinaryHeap::new();
@@ -97,11 +98,16 @@ impl Graph {
                 };
                 if better {
                     best[next.index()] = Some(candidate);
+                    parent_link[next.index()] = Some(link);
                     heap.push(Reverse((candidate.cost, candidate.first_hop, next)));
                 }
             }
         }
-        Routes { source, best }
+        Routes {
+            source,
+            best,
+            parent_link,
+        }
     }
 }
 
@@ -123,6 +129,8 @@ pub struct Route {
 pub struct Routes {
     source: NodeId,
     best: Vec<Option<Route>>,
+    /// For each reached node but the source, the link from its parent (`Route::via`) to it.
+    parent_link: Vec<Option<LinkId>>,
 }
 
 impl Routes {
@@ -134,6 +142,16 @@ impl Routes {
     /// The route to `dst`, or `None` if it is unreachable.
     pub fn to(&self, dst: NodeId) -> Option<Route> {
         self.best.get(dst.index()).copied().flatten()
+    }
+
+    /// The parent of `dst` in the shortest-path tree rooted at the source, and the link from
+    /// that parent to `dst`; `None` for the source itself and for unreachable nodes. Every node
+    /// that computes the tree of the same graph gets the same parents (the tie-breaks depend
+    /// on ids and costs only), so a multicast tree can be walked from any node.
+    pub fn parent(&self, dst: NodeId) -> Option<(NodeId, LinkId)> {
+        let via = self.to(dst)?.via?;
+        let link = self.parent_link.get(dst.index()).copied().flatten()?;
+        Some((via, link))
     }
 
     /// The nodes of the path to `dst`, from the source to `dst` inclusive; empty if `dst` is
@@ -227,6 +245,10 @@ mod tests {
         );
         assert_eq!(r.to(n(4)), None);
         assert_eq!(r.path_to(n(3)), vec![n(1), n(2), n(3)]);
+        assert_eq!(r.parent(n(3)), Some((n(2), l(1))));
+        assert_eq!(r.parent(n(2)), Some((n(1), l(0))));
+        assert_eq!(r.parent(n(1)), None);
+        assert_eq!(r.parent(n(4)), None);
         assert_eq!(r.path_to(n(1)), vec![n(1)]);
         assert!(r.path_to(n(4)).is_empty());
         assert_eq!(

@@ -1,27 +1,27 @@
-//! Reliable flooding: the per-link record of adverts sent and not yet acknowledged.
+//! Reliable flooding: the per-link record of adverts sent and not yet acknowledged. Shared by
+//! link state (keyed by origin) and group state (keyed by origin and bucket).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use weft_shared::ids::NodeId;
 use weft_shared::time::Instant;
 
 use super::advert::UpdateId;
 
 /// An advert sent on a link and waiting for the neighbour's ack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Pending {
+pub(crate) struct Pending {
     /// The version sent last.
-    pub(super) id: UpdateId,
+    pub(crate) id: UpdateId,
     /// When to send it again.
-    pub(super) next_at: Instant,
+    pub(crate) next_at: Instant,
     /// The current retransmission interval.
-    pub(super) interval: Duration,
+    pub(crate) interval: Duration,
 }
 
 impl Pending {
     /// Sent at `now`; first retransmission after `initial`.
-    pub(super) fn new(id: UpdateId, now: Instant, initial: Duration) -> Self {
+    pub(crate) fn new(id: UpdateId, now: Instant, initial: Duration) -> Self {
         Pending {
             id,
             next_at: now + initial,
@@ -30,27 +30,27 @@ impl Pending {
     }
 
     /// Sent again at `now`: the interval doubles, up to `max`.
-    pub(super) fn back_off(&mut self, now: Instant, max: Duration) {
+    pub(crate) fn back_off(&mut self, now: Instant, max: Duration) {
         self.interval = (self.interval * 2).min(max);
         self.next_at = now + self.interval;
     }
 }
 
-/// The neighbour has `id` (it acked it, or sent it or something newer): stop retransmitting
-/// every version of that origin up to `id`.
-pub(super) fn acknowledge(pending: &mut BTreeMap<NodeId, Pending>, id: UpdateId) {
+/// The neighbour has `id` of the advert `key` (it acked it, or sent it or something newer):
+/// stop retransmitting every version of that advert up to `id`.
+pub(crate) fn acknowledge<K: Ord>(pending: &mut BTreeMap<K, Pending>, key: &K, id: UpdateId) {
     if pending
-        .get(&id.origin)
+        .get(key)
         .is_some_and(|p| p.id.version() <= id.version())
     {
-        pending.remove(&id.origin);
+        pending.remove(key);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_shared::ids::Incarnation;
+    use weft_shared::ids::{Incarnation, NodeId};
 
     fn id(seq: u32) -> UpdateId {
         UpdateId {
@@ -81,9 +81,9 @@ mod tests {
             id(5).origin,
             Pending::new(id(5), Instant::ZERO, Duration::from_millis(50)),
         );
-        acknowledge(&mut pending, id(4));
+        acknowledge(&mut pending, &id(4).origin, id(4));
         assert_eq!(pending.len(), 1);
-        acknowledge(&mut pending, id(5));
+        acknowledge(&mut pending, &id(5).origin, id(5));
         assert!(pending.is_empty());
     }
 }

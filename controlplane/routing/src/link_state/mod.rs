@@ -30,7 +30,7 @@
 //!   are published when routes change, at most one per `fib_min_interval`.
 
 mod advert;
-mod flood;
+pub(crate) mod flood;
 #[cfg(test)]
 mod tests;
 
@@ -393,7 +393,7 @@ impl Router {
             Message::Ack(id) => {
                 self.stats.acks_received += 1;
                 if let Some(l) = self.local_link_mut(link) {
-                    flood::acknowledge(&mut l.pending, id);
+                    flood::acknowledge(&mut l.pending, &id.origin, id);
                 }
                 Ok(())
             }
@@ -451,7 +451,7 @@ impl Router {
                     .is_some_and(|l| l.neighbour == id.origin)
                     && stored.is_none_or(|s| s.incarnation != id.incarnation);
                 if let Some(l) = self.local_link_mut(link) {
-                    flood::acknowledge(&mut l.pending, id);
+                    flood::acknowledge(&mut l.pending, &id.origin, id);
                 }
                 self.db.insert(
                     id.origin,
@@ -470,7 +470,7 @@ impl Router {
             Some(std::cmp::Ordering::Equal) => {
                 self.stats.updates_ignored += 1;
                 if let Some(l) = self.local_link_mut(link) {
-                    flood::acknowledge(&mut l.pending, id);
+                    flood::acknowledge(&mut l.pending, &id.origin, id);
                 }
             }
             Some(std::cmp::Ordering::Greater) => {
@@ -586,8 +586,7 @@ impl Router {
         }
         self.graph_dirty = false;
         self.stats.spf_runs += 1;
-        let edges: Vec<Edge> = self.links.iter().filter_map(|l| self.edge(l)).collect();
-        let routes = Graph::new(edges).shortest_paths(self.me);
+        let routes = self.graph().shortest_paths(self.me);
         let changed = routes
             .iter()
             .map(|(d, r)| (d, r.first_hop, r.cost))
@@ -596,6 +595,13 @@ impl Router {
             self.fib_dirty = true;
         }
         self.routes = routes;
+    }
+
+    /// The overlay graph the routes are computed on: every configured link that passes the
+    /// two-way check, at its current cost. Multicast trees and anycast choices
+    /// ([`crate::groups::Trees`]) use it so that they agree with the unicast routes.
+    pub fn graph(&self) -> Graph {
+        Graph::new(self.links.iter().filter_map(|l| self.edge(l)))
     }
 
     /// The graph edge of a configured link, if both ends advertise it up.

@@ -229,6 +229,23 @@ fn diamond_converges_to_the_cheaper_side() {
 }
 
 #[test]
+fn the_graph_is_the_one_routes_use() {
+    let mut net = Net::new(diamond());
+    net.run(CONVERGE_MS);
+    net.kill(n(3));
+    net.run(10);
+    let r1 = net.routers.get_mut(&n(1)).unwrap();
+    let graph = r1.graph();
+    let from_graph: Vec<_> = graph.shortest_paths(n(1)).iter().collect();
+    let routes: Vec<_> = r1.routes().iter().collect();
+    assert_eq!(from_graph, routes);
+    // Only the two-way-checked links: node 3's are gone.
+    let other = graph.shortest_paths(n(4));
+    assert_eq!(other.parent(n(2)), Some((n(4), l(2))));
+    assert_eq!(other.to(n(3)), None);
+}
+
+#[test]
 fn a_dead_node_is_routed_around_and_welcomed_back() {
     let mut net = Net::new(diamond());
     net.run(CONVERGE_MS);
