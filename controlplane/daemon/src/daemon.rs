@@ -1,13 +1,14 @@
-//! The control-plane loop: drives the sans-IO [`Router`] with the data plane's punted control
-//! packets, its link statistics and the clock, injects the router's envelopes, and publishes
-//! FIB generations.
+//! The control-plane loop: drives the sans-IO [`Router`] (link state) and [`GroupState`]
+//! (group membership) with the data plane's punted control packets, its link statistics, the
+//! node's local groups and the clock, injects their envelopes, and publishes FIB generations.
 //!
-//! One thread. Each turn: drain the punt ring; every `stats_interval` read this node's link
-//! statistics from shared memory; run the router's timers; inject what it wants sent (a full
-//! inject ring keeps the rest in a bounded backlog for the next turn); publish a FIB when the
-//! router says one is due (a busy reader makes it retry a millisecond later; the data plane is
-//! never blocked); then sleep in `poll` on the punt eventfd and the caller's fds until the next
-//! deadline.
+//! One thread. Each turn: drain the punt ring (each envelope goes to the machine its kind
+//! names); every `stats_interval` read this node's link statistics and its local groups (the
+//! groups its clients joined, published by the data plane's session server) from shared
+//! memory; run both machines' timers; inject what they want sent (a full inject ring keeps the
+//! rest in a bounded backlog for the next turn); publish a FIB when routes or group members
+//! changed (a busy reader makes it retry a millisecond later; the data plane is never blocked);
+//! then sleep in `poll` on the punt eventfd and the caller's fds until the next deadline.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -16,15 +17,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use weft_routing::groups::{GroupParams, GroupState};
 use weft_routing::link_state::{Outgoing, Router, RouterParams};
 use weft_routing::metric::LinkReport;
 use weft_shared::config::Config;
 use weft_shared::ids::{Incarnation, LinkId, NodeId};
 use weft_shared::shm::{
-    FibWriter, Generation, LinkState, Notify, PacketMeta, PushError, RingConsumer, RingId,
-    RingProducer, StatsReader,
+    FibWriter, Generation, LinkState, LocalGroups, LocalGroupsReader, Notify, PacketMeta,
+    PushError, RingConsumer, RingId, RingProducer, StatsReader,
 };
 use weft_shared::time::Instant;
+use weft_shared::wire::{ControlKind, ControlRepr};
 
 use crate::attach::Attachment;
 
@@ -53,6 +56,14 @@ pub struct DaemonStats {
     pub injected: u64,
     /// Envelopes dropped because the backlog was full.
     pub backlog_drops: u64,
+    /// Local group sets read from the data plane.
+    pub local_group_reads: u64,
+    /// Local group sets the group state refused (logged).
+    pub local_group_errors: u64,
+    /// Multicast (group, source) entries in the last FIB published.
+    pub fib_multicast: u64,
+    /// Anycast entries in the last FIB published.
+    pub fib_anycast: u64,
 }
 
 /// The control plane of one node, attached to its data plane.
@@ -60,6 +71,9 @@ pub struct Daemon {
     config: Arc<Config>,
     me: NodeId,
     router: Router,
+    groups: GroupState,
+    /// The last local group set read, and its version (0: none yet).
+    local_groups: LocalGroups,
     writer: FibWriter,
     punt: RingConsumer,
     inject: RingProducer,
@@ -70,6 +84,7 @@ pub struct Daemon {
     stats_interval: Duration,
     next_stats_at: Instant,
     fib_retry_at: Option<Instant>,
+    last_fib_at: Option<Instant>,
     stats: DaemonStats,
     started: std::time::Instant,
     log_routes: bool,
@@ -96,6 +111,13 @@ impl Daemon {
             ..RouterParams::from_timers(config.timers())
         };
         let router = Router::new(&config, me, incarnation, params, Instant::ZERO)?;
+        let groups = GroupState::new(
+            &config,
+            me,
+            incarnation,
+            GroupParams::from_timers(config.timers()),
+            Instant::ZERO,
+        )?;
         let punt = RingConsumer::attach(region.clone(), RingId::Punt(0))
             .context("becoming the punt ring's consumer")?;
         let inject = RingProducer::attach(region.clone(), RingId::Inject(0))
@@ -105,6 +127,8 @@ impl Daemon {
             config,
             me,
             router,
+            groups,
+            local_groups: LocalGroups::default(),
             writer,
             punt,
             inject,
@@ -115,6 +139,7 @@ impl Daemon {
             stats_interval,
             next_stats_at: Instant::ZERO,
             fib_retry_at: None,
+            last_fib_at: None,
             stats: DaemonStats::default(),
             started,
             log_routes: true,
@@ -129,6 +154,21 @@ impl Daemon {
     /// The router (for status and the ctl server).
     pub fn router(&mut self) -> &mut Router {
         &mut self.router
+    }
+
+    /// The group state (for status and the ctl server).
+    pub fn groups(&self) -> &GroupState {
+        &self.groups
+    }
+
+    /// The group state and the router, together (the trees need the router's graph).
+    pub fn groups_and_router(&mut self) -> (&GroupState, &mut Router) {
+        (&self.groups, &mut self.router)
+    }
+
+    /// The local group set last read from the data plane: `(group, local members)`.
+    pub fn local_groups(&self) -> &[(weft_shared::ids::GroupId, u32)] {
+        &self.local_groups.groups
     }
 
     /// The daemon's counters.
@@ -167,14 +207,22 @@ impl Daemon {
         self.drain_punt(now);
         if now >= self.next_stats_at {
             self.read_link_stats(now);
+            self.read_local_groups(now);
             self.next_stats_at = now + self.stats_interval;
         }
         if self.router.next_deadline() <= now {
             self.router.on_timer(now);
         }
+        if self.groups.next_deadline() <= now {
+            self.groups.on_timer(now);
+        }
         self.inject_outgoing();
         self.maybe_publish(now);
-        let mut next = self.router.next_deadline().min(self.next_stats_at);
+        let mut next = self
+            .router
+            .next_deadline()
+            .min(self.groups.next_deadline())
+            .min(self.next_stats_at);
         if let Some(t) = self.fib_retry_at {
             next = next.min(t);
         }
@@ -220,6 +268,7 @@ impl Daemon {
 
     fn drain_punt(&mut self, now: Instant) {
         let router = &mut self.router;
+        let groups = &mut self.groups;
         let stats = &mut self.stats;
         self.punt.pop_burst(PUNT_BURST, |meta, bytes| {
             stats.punted += 1;
@@ -227,10 +276,33 @@ impl Daemon {
                 stats.refused += 1;
                 return;
             };
-            if router.on_control(now, link, bytes).is_err() {
+            // The data plane checked the envelope's head before punting it.
+            let handled = match ControlRepr::parse(bytes).map(|c| c.kind) {
+                Ok(ControlKind::LinkState) => router.on_control(now, link, bytes),
+                Ok(ControlKind::GroupState) => groups.on_control(now, link, bytes),
+                Err(reason) => Err(reason),
+            };
+            if handled.is_err() {
                 stats.refused += 1;
             }
         });
+    }
+
+    /// Hands the data plane's local group set to the group state when it changed.
+    fn read_local_groups(&mut self, now: Instant) {
+        let reader = LocalGroupsReader::new(&self.attachment.region);
+        if reader.version() == self.local_groups.version {
+            return;
+        }
+        if reader.read(&mut self.local_groups).is_err() {
+            return; // Busy: the next turn tries again.
+        }
+        self.stats.local_group_reads += 1;
+        let set = self.local_groups.groups.iter().map(|&(g, _)| g);
+        if let Err(e) = self.groups.set_local(now, set) {
+            self.stats.local_group_errors += 1;
+            eprintln!("weft-controld: node {}: local groups refused: {e}", self.me);
+        }
     }
 
     fn read_link_stats(&mut self, now: Instant) {
@@ -250,11 +322,21 @@ impl Daemon {
         }
         if !changed.is_empty() {
             self.router.on_link_reports(now, &changed);
+            let up = self
+                .my_links
+                .iter()
+                .copied()
+                .filter(|&l| self.router.measured(l).is_some_and(|r| r.up));
+            self.groups.set_links_up(now, up);
         }
     }
 
     fn inject_outgoing(&mut self) {
-        while let Some(out) = self.router.pop_outgoing() {
+        while let Some(out) = self
+            .router
+            .pop_outgoing()
+            .or_else(|| self.groups.pop_outgoing())
+        {
             if self.backlog.len() >= BACKLOG_MAX {
                 self.backlog.pop_front();
                 self.stats.backlog_drops += 1;
@@ -294,14 +376,42 @@ impl Daemon {
         }
         self.fib_retry_at = None;
         let spf_start = std::time::Instant::now();
-        if !self.router.fib_due(now) {
+        // Group changes publish too, once the link state is synchronised and at the same
+        // pace as route changes.
+        let min_interval = self.config.timers().fib_publish_min_interval();
+        let groups_due = self.groups.changed_since_fib()
+            && self.router.synced()
+            && self.last_fib_at.is_none_or(|t| now - t >= min_interval);
+        if !self.router.fib_due(now) && !groups_due {
             return;
         }
         let before: Vec<(NodeId, Option<LinkId>)> = self.current_first_hops();
         let router = &mut self.router;
-        match self.writer.try_publish(now, |fib| router.fill_fib(fib)) {
+        let groups = &self.groups;
+        let graph = router.graph();
+        let mut counts = None;
+        let built = self.writer.try_publish(now, |fib| {
+            router.fill_fib(fib)?;
+            // A group table that overflows keeps what fit: unicast routes still go out.
+            counts = Some(groups.fill_fib(&graph, fib));
+            Ok(())
+        });
+        match built {
             Ok(generation) => {
                 self.router.fib_published(now);
+                self.groups.fib_published();
+                self.last_fib_at = Some(now);
+                match counts {
+                    Some(Ok(c)) => {
+                        self.stats.fib_multicast = c.multicast as u64;
+                        self.stats.fib_anycast = c.anycast as u64;
+                    }
+                    Some(Err(e)) => eprintln!(
+                        "weft-controld: node {}: group routes incomplete: {e}",
+                        self.me
+                    ),
+                    None => {}
+                }
                 self.stats.fib_publishes += 1;
                 self.stats.last_spf_us = spf_start.elapsed().as_micros() as u64;
                 if self.log_routes {
