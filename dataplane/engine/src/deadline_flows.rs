@@ -254,7 +254,14 @@ impl DeadlineFlows {
                 let result = sink.release(&flow.key, r.seq, r.latency, self.pool.get(r.item));
                 self.pool.free(r.item);
                 match result {
-                    Ok(()) => counters.add(Counter::Delivered, 1),
+                    Ok(()) => {
+                        counters.add(Counter::Delivered, 1);
+                        match flow.key.to {
+                            DeliveredTo::Node => {}
+                            DeliveredTo::Multicast(_) => counters.add(Counter::McastDelivered, 1),
+                            DeliveredTo::Anycast(_) => counters.add(Counter::AnycastDelivered, 1),
+                        }
+                    }
                     Err(reason) => counters.add_drop(reason, 1),
                 }
             }
