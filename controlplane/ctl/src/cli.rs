@@ -30,9 +30,12 @@ pub struct Cli {
 pub enum Command {
     /// Show part of the node's state.
     Show {
-        /// status, nodes, routes: from the control plane; links, fib, counters, reliable: from the data
-        /// plane's shared memory.
+        /// status, nodes, routes, groups: from the control plane; links, fib, counters, reliable:
+        /// from the data plane's shared memory.
         what: Show,
+        /// With `groups`: only this group, with its multicast trees from every source node.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<u32>,
     },
     /// Work with config files.
     Config {
@@ -51,6 +54,9 @@ pub enum Show {
     Nodes,
     /// The routing table (from the control plane).
     Routes,
+    /// Group state: local groups, and per group its members, anycast choice and multicast tree
+    /// from this node (from the control plane).
+    Groups,
     /// Links and paths: state, RTT, loss, hellos, traffic (from the data plane).
     Links,
     /// The FIB generation in use and its unicast table (from the data plane).
@@ -81,7 +87,13 @@ mod tests {
             "weftctl", "--config", "c.toml", "--id", "3", "show", "links", "--json",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Command::Show { what: Show::Links }));
+        assert!(matches!(
+            cli.command,
+            Command::Show {
+                what: Show::Links,
+                group: None
+            }
+        ));
         assert_eq!(cli.id, Some(3));
         assert!(cli.json);
         let cli = Cli::try_parse_from(["weftctl", "config", "check", "x.toml"]).unwrap();
@@ -92,6 +104,15 @@ mod tests {
             }
         ));
         assert!(Cli::try_parse_from(["weftctl", "show", "everything"]).is_err());
+        let cli = Cli::try_parse_from(["weftctl", "show", "groups", "--group", "7"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Show {
+                what: Show::Groups,
+                group: Some(7)
+            }
+        ));
+        assert!(Cli::try_parse_from(["weftctl", "show", "groups", "--group", "-1"]).is_err());
         assert!(Cli::try_parse_from(["weftctl", "--id", "70000", "show", "fib"]).is_err());
     }
 }

@@ -1,13 +1,14 @@
 //! weftctl: the operator's command-line view of one Weft node (`docs/weftctl.md`).
 //!
 //! ```text
-//! weftctl --config FILE --id N [--json] show status|nodes|routes|links|fib|counters|reliable
+//! weftctl --config FILE --id N [--json] show status|nodes|routes|groups|links|fib|counters|reliable
+//! weftctl --config FILE --id N [--json] show groups --group G
 //! weftctl [--json] config check FILE
 //! ```
 //!
 //! Two sources, so that each part works while the other is down:
 //!
-//! - `show status|nodes|routes` ask the node's control plane over its ctl socket
+//! - `show status|nodes|routes|groups` ask the node's control plane over its ctl socket
 //!   (`weft_shared::ctl`, one JSON line each way);
 //! - `show links|fib|counters|reliable` read the data plane's shared memory directly
 //!   (`weft_shared::shm`): the named region `/dev/shm/<shm_name>`, or the memfd the data plane
@@ -25,7 +26,7 @@ pub mod table;
 
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::Serialize;
 use weft_shared::config::{Config, Node};
 use weft_shared::ids::NodeId;
@@ -33,7 +34,7 @@ use weft_shared::ids::NodeId;
 use crate::cli::{Cli, Command, ConfigCommand, Show};
 use crate::fetch::control;
 use crate::fetch::dataplane::DataPlane;
-use crate::report::{NodesReport, RoutesReport, StatusReport};
+use crate::report::{GroupsReport, NodesReport, RoutesReport, StatusReport};
 
 /// Runs one command and returns what to print on stdout (a table, or one JSON document).
 pub fn run(cli: &Cli) -> anyhow::Result<String> {
@@ -44,11 +45,14 @@ pub fn run(cli: &Cli) -> anyhow::Result<String> {
             let summary = fetch::check_config(file)?;
             output(cli.json, &summary, render::config_summary)
         }
-        Command::Show { what } => show(cli, *what),
+        Command::Show { what, group } => show(cli, *what, *group),
     }
 }
 
-fn show(cli: &Cli, what: Show) -> anyhow::Result<String> {
+fn show(cli: &Cli, what: Show, group: Option<u32>) -> anyhow::Result<String> {
+    if group.is_some() && what != Show::Groups {
+        bail!("--group goes only with 'show groups'");
+    }
     let path = cli
         .config
         .as_deref()
@@ -87,6 +91,12 @@ fn show(cli: &Cli, what: Show) -> anyhow::Result<String> {
                 routes,
             };
             output(cli.json, &report, render::routes)
+        }
+        Show::Groups => {
+            let report = GroupsReport {
+                groups: control::groups(socket, group, timeout)?,
+            };
+            output(cli.json, &report, render::groups)
         }
         Show::Links => {
             let report = dataplane(&config, node, timeout)?.links(&config, node);

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use weft_shared::ctl::StatusReply;
+use weft_shared::ctl::{GroupRow, StatusReply, TreeEdgeRow};
 
 use crate::report::{
-    ConfigSummary, CountersReport, DataplaneInfo, FibReport, LinksReport, Liveness, NodesReport,
-    ReliableReport, RoutesReport, StatusReport,
+    ConfigSummary, CountersReport, DataplaneInfo, FibReport, GroupsReport, LinksReport, Liveness,
+    NodesReport, ReliableReport, RoutesReport, StatusReport,
 };
 use crate::table::{Align, Table, age_ms, bytes, duration_us, opt, ppm_percent};
 
@@ -143,6 +143,142 @@ pub fn routes(report: &RoutesReport) -> String {
     }
     out.push_str(&table.render());
     out
+}
+
+/// Members and tree edges shown per cell of `show groups` (all of them with `--group`).
+const GROUP_CELL_ITEMS: usize = 8;
+
+/// `show groups`: counts, the local groups, then one row per group (with `--group`, the trees
+/// from every source below it).
+pub fn groups(report: &GroupsReport) -> String {
+    let g = &report.groups;
+    let names: HashMap<u16, &str> = g.names.iter().map(|n| (n.node, n.name.as_str())).collect();
+    let name = |id: u16| named(id, names.get(&id).copied());
+    let mut out = format!(
+        "node {} ({}): {} groups known, {} with local members; last FIB {} multicast, {} anycast \
+         entries\n",
+        g.node, g.name, g.group_count, g.local_total, g.fib_multicast, g.fib_anycast
+    );
+    let a = &g.adverts;
+    let _ = writeln!(
+        out,
+        "group adverts: {} originated, {} accepted, {} ignored, {} refused, {} retransmissions",
+        a.originated, a.accepted, a.ignored, a.refused, a.retransmissions
+    );
+    if g.asked_group.is_none() {
+        if g.local.is_empty() {
+            out.push_str("no local groups\n");
+        } else {
+            let mut local = Table::new(&[("LOCAL GROUP", Align::Right), ("MEMBERS", Align::Right)]);
+            for l in &g.local {
+                local.row(vec![l.group.to_string(), l.members.to_string()]);
+            }
+            out.push_str(&local.render());
+            if (g.local.len() as u64) < g.local_total {
+                let _ = writeln!(
+                    out,
+                    "(first {} of {} local groups)",
+                    g.local.len(),
+                    g.local_total
+                );
+            }
+        }
+    }
+    let all = g.asked_group.is_some();
+    let cell = |items: Vec<String>| {
+        let shown = if all { items.len() } else { GROUP_CELL_ITEMS };
+        let mut text = items[..shown.min(items.len())].join(", ");
+        if items.len() > shown {
+            let _ = write!(text, " (+{} more)", items.len() - shown);
+        }
+        text
+    };
+    let mut table = Table::new(&[
+        ("GROUP", Align::Right),
+        ("MEMBERS", Align::Left),
+        ("ANYCAST", Align::Left),
+        ("NEXT HOP", Align::Right),
+        ("LINK", Align::Right),
+        ("METRIC", Align::Right),
+        ("TREE FROM HERE (FROM>TO/LINK)", Align::Left),
+    ]);
+    for row in &g.groups {
+        let (target, next_hop, link, metric) = match &row.anycast {
+            Some(a) => (
+                name(a.target),
+                opt(a.next_hop_node),
+                opt(a.link),
+                duration_us(u64::from(a.metric_us)),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "unreachable".into()),
+        };
+        table.row(vec![
+            row.group.to_string(),
+            cell(row.members.iter().map(|&m| name(m)).collect()),
+            target,
+            next_hop,
+            link,
+            metric,
+            cell(edges(&row.tree)),
+        ]);
+    }
+    match g.asked_group {
+        Some(group) if g.groups.is_empty() => {
+            let _ = writeln!(out, "group {group}: no member node known");
+            return out;
+        }
+        None if g.groups.is_empty() => {
+            out.push_str("no group has members\n");
+            return out;
+        }
+        _ => out.push_str(&table.render()),
+    }
+    if g.truncated && g.asked_group.is_none() {
+        let _ = writeln!(
+            out,
+            "(first {} of {} groups: the reply is bounded; --group G shows one)",
+            g.groups.len(),
+            g.total
+        );
+    }
+    for row in g.groups.iter().filter(|r| !r.trees.is_empty()) {
+        out.push_str(&source_trees(row, &name));
+    }
+    if g.truncated && g.asked_group.is_some() {
+        out.push_str("(not every source's tree fits in one reply)\n");
+    }
+    out
+}
+
+/// The trees of one group from each source, one row per source.
+fn source_trees(row: &GroupRow, name: &dyn Fn(u16) -> String) -> String {
+    let mut table = Table::new(&[
+        ("SOURCE", Align::Left),
+        ("TREE (FROM>TO/LINK)", Align::Left),
+    ]);
+    for t in &row.trees {
+        let e = edges(&t.edges);
+        table.row(vec![
+            name(t.source),
+            if e.is_empty() {
+                "(no other member reachable)".to_owned()
+            } else {
+                e.join(", ")
+            },
+        ]);
+    }
+    format!(
+        "multicast trees of group {} by source\n{}",
+        row.group,
+        table.render()
+    )
+}
+
+fn edges(edges: &[TreeEdgeRow]) -> Vec<String> {
+    edges
+        .iter()
+        .map(|e| format!("{}>{}/{}", e.from, e.to, e.link))
+        .collect()
 }
 
 /// `show links`: each link, its paths indented below it.
@@ -408,7 +544,9 @@ fn yes_no(b: bool) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use weft_shared::ctl::RouteRow;
+    use weft_shared::ctl::{
+        AnycastChoice, GroupAdvertStats, GroupsReply, LocalGroupRow, NodeName, RouteRow, SourceTree,
+    };
 
     use super::*;
     use crate::report::{Counters, WorkerRow};
@@ -495,5 +633,154 @@ mod tests {
             ..report
         };
         assert!(counters(&quiet).ends_with("(every counter is zero)\n"));
+    }
+
+    fn edge(from: u16, to: u16, link: u16) -> TreeEdgeRow {
+        TreeEdgeRow { from, to, link }
+    }
+
+    fn groups_report() -> GroupsReport {
+        GroupsReport {
+            groups: GroupsReply {
+                node: 1,
+                name: "a".into(),
+                asked_group: None,
+                group_count: 3,
+                fib_multicast: 4,
+                fib_anycast: 2,
+                adverts: GroupAdvertStats {
+                    originated: 3,
+                    accepted: 9,
+                    ignored: 1,
+                    retransmissions: 2,
+                    ..GroupAdvertStats::default()
+                },
+                local: vec![LocalGroupRow {
+                    group: 7,
+                    members: 2,
+                }],
+                local_total: 1,
+                groups: vec![
+                    GroupRow {
+                        group: 7,
+                        members: vec![1, 4],
+                        anycast: Some(AnycastChoice {
+                            target: 1,
+                            next_hop_node: None,
+                            link: None,
+                            metric_us: 0,
+                        }),
+                        tree: vec![edge(1, 2, 0), edge(2, 4, 3)],
+                        trees: vec![],
+                    },
+                    GroupRow {
+                        group: 9,
+                        members: (2..=11).collect(),
+                        anycast: Some(AnycastChoice {
+                            target: 2,
+                            next_hop_node: Some(2),
+                            link: Some(0),
+                            metric_us: 1500,
+                        }),
+                        tree: vec![edge(1, 2, 0)],
+                        trees: vec![],
+                    },
+                    GroupRow {
+                        group: 12,
+                        members: vec![13],
+                        anycast: None,
+                        tree: vec![],
+                        trees: vec![],
+                    },
+                ],
+                total: 3,
+                truncated: false,
+                names: vec![
+                    NodeName {
+                        node: 1,
+                        name: "a".into(),
+                    },
+                    NodeName {
+                        node: 2,
+                        name: "b".into(),
+                    },
+                    NodeName {
+                        node: 4,
+                        name: "d".into(),
+                    },
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn groups_table() {
+        let report = groups_report();
+        assert_eq!(
+            groups(&report),
+            "node 1 (a): 3 groups known, 1 with local members; last FIB 4 multicast, 2 anycast entries\n\
+             group adverts: 3 originated, 9 accepted, 1 ignored, 0 refused, 2 retransmissions\n\
+             LOCAL GROUP  MEMBERS\n\
+             \x20         7        2\n\
+             GROUP  MEMBERS                               ANYCAST  NEXT HOP  LINK       METRIC  TREE FROM HERE (FROM>TO/LINK)\n\
+             \x20   7  1 a, 4 d                              1 a             -     -          0us  1>2/0, 2>4/3\n\
+             \x20   9  2 b, 3, 4 d, 5, 6, 7, 8, 9 (+2 more)  2 b             2     0       1.50ms  1>2/0\n\
+             \x20  12  13                                    -               -     -  unreachable\n"
+        );
+        // Truncated, and nothing known.
+        let mut cut = groups_report();
+        cut.groups.groups.truncate(1);
+        cut.groups.total = 10_000;
+        cut.groups.truncated = true;
+        assert!(
+            groups(&cut).ends_with(
+                "(first 1 of 10000 groups: the reply is bounded; --group G shows one)\n"
+            ),
+            "{}",
+            groups(&cut)
+        );
+        cut.groups.groups.clear();
+        cut.groups.local.clear();
+        let text = groups(&cut);
+        assert!(
+            text.contains("no local groups\nno group has members\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_group_with_its_trees() {
+        let mut report = groups_report();
+        let g = &mut report.groups;
+        g.asked_group = Some(7);
+        g.groups.truncate(1);
+        g.groups[0].trees = vec![
+            SourceTree {
+                source: 1,
+                edges: vec![edge(1, 2, 0), edge(2, 4, 3)],
+            },
+            SourceTree {
+                source: 4,
+                edges: vec![edge(4, 2, 3), edge(2, 1, 0)],
+            },
+            SourceTree {
+                source: 5,
+                edges: vec![],
+            },
+        ];
+        let text = groups(&report);
+        assert!(!text.contains("LOCAL GROUP"), "{text}");
+        assert!(
+            text.ends_with(
+                "multicast trees of group 7 by source\n\
+                 SOURCE  TREE (FROM>TO/LINK)\n\
+                 1 a     1>2/0, 2>4/3\n\
+                 4 d     4>2/3, 2>1/0\n\
+                 5       (no other member reachable)\n"
+            ),
+            "{text}"
+        );
+        report.groups.groups.clear();
+        assert!(groups(&report).ends_with("group 7: no member node known\n"));
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-use weft_shared::ctl::{NodeRow, RouteRow, StatusReply};
+use weft_shared::ctl::{GroupsReply, NodeRow, RouteRow, StatusReply};
 
 /// `show status`: the control plane's own state.
 #[derive(Clone, Debug, Serialize)]
@@ -36,6 +36,15 @@ pub struct RoutesReport {
     pub status: Option<StatusReply>,
     /// One row per destination.
     pub routes: Vec<RouteRow>,
+}
+
+/// `show groups`: the control plane's group state, as it answered (its fields at the top
+/// level: `node`, `local`, `groups`, ...).
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupsReport {
+    /// The control plane's answer.
+    #[serde(flatten)]
+    pub groups: GroupsReply,
 }
 
 /// Liveness of a link or path as the data plane decided it.

@@ -34,6 +34,7 @@
 //!         CtlRequest::Status => CtlReply::error("not ready"),
 //!         CtlRequest::Nodes => CtlReply::Nodes(Vec::new()),
 //!         CtlRequest::Routes => CtlReply::Routes(Vec::new()),
+//!         CtlRequest::Groups | CtlRequest::Group(_) => CtlReply::error("no group state"),
 //!     });
 //! #   break;
 //! }

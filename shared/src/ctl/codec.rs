@@ -7,6 +7,10 @@
 //! - [`encode_reply`] / [`decode_reply`]: at most [`MAX_REPLY_LINE`] bytes.
 //! - [`find_line`]: where the first complete line in a receive buffer ends, or an error once the
 //!   buffer holds more than the bound without one; readers call it after every read.
+//! - [`json_len`]: the encoded size of a part of a reply, for servers that keep a reply under
+//!   the bound while they build it.
+
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +21,8 @@ pub const MAX_REQUEST_LINE: usize = 4 * 1024;
 
 /// The longest reply line, newline included. The largest reply is `routes` with a full path per
 /// destination: a line of 1,023 nodes (the most a config allows) needs about 2.7 MB, so 4 MiB
-/// covers every topology.
+/// covers every topology. A `groups` reply can need more; its server stops adding rows before
+/// this bound (see [`super::GroupsReply`]).
 pub const MAX_REPLY_LINE: usize = 4 * 1024 * 1024;
 
 /// Why a line could not be encoded or decoded.
@@ -42,11 +47,54 @@ pub enum CodecError {
     },
 }
 
-/// A request on the wire: `{"v":1,"show":"nodes"}`.
+/// A request on the wire: `{"v":1,"show":"nodes"}`, or `{"v":1,"show":"groups","group":7}`.
 #[derive(Serialize, Deserialize)]
 struct RequestLine {
     v: u32,
-    show: CtlRequest,
+    show: RequestKind,
+    /// Only with `"show":"groups"`: the one group asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<u32>,
+}
+
+/// The `"show"` of a request line.
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RequestKind {
+    Status,
+    Nodes,
+    Routes,
+    Groups,
+}
+
+impl RequestLine {
+    fn of(request: CtlRequest) -> RequestLine {
+        let (show, group) = match request {
+            CtlRequest::Status => (RequestKind::Status, None),
+            CtlRequest::Nodes => (RequestKind::Nodes, None),
+            CtlRequest::Routes => (RequestKind::Routes, None),
+            CtlRequest::Groups => (RequestKind::Groups, None),
+            CtlRequest::Group(group) => (RequestKind::Groups, Some(group)),
+        };
+        RequestLine {
+            v: CTL_VERSION,
+            show,
+            group,
+        }
+    }
+
+    fn request(&self) -> Result<CtlRequest, CodecError> {
+        match (self.show, self.group) {
+            (RequestKind::Groups, Some(group)) => Ok(CtlRequest::Group(group)),
+            (RequestKind::Groups, None) => Ok(CtlRequest::Groups),
+            (_, Some(_)) => Err(CodecError::Malformed(
+                "\"group\" goes only with \"show\":\"groups\"".to_owned(),
+            )),
+            (RequestKind::Status, None) => Ok(CtlRequest::Status),
+            (RequestKind::Nodes, None) => Ok(CtlRequest::Nodes),
+            (RequestKind::Routes, None) => Ok(CtlRequest::Routes),
+        }
+    }
 }
 
 /// A reply on the wire: `{"v":1,"nodes":[..]}` (the variant's key beside `"v"`).
@@ -66,18 +114,12 @@ struct VersionOnly {
 
 /// Encodes `request` as one line (newline included).
 pub fn encode_request(request: CtlRequest) -> Result<Vec<u8>, CodecError> {
-    encode(
-        &RequestLine {
-            v: CTL_VERSION,
-            show: request,
-        },
-        MAX_REQUEST_LINE,
-    )
+    encode(&RequestLine::of(request), MAX_REQUEST_LINE)
 }
 
 /// Decodes one request line (with or without its newline).
 pub fn decode_request(line: &[u8]) -> Result<CtlRequest, CodecError> {
-    decode::<RequestLine>(line, MAX_REQUEST_LINE).map(|r| r.show)
+    decode::<RequestLine>(line, MAX_REQUEST_LINE)?.request()
 }
 
 /// Encodes `reply` as one line (newline included); [`CodecError::TooLong`] past
@@ -114,6 +156,27 @@ pub fn find_line(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, C
         Some(_) => Err(CodecError::TooLong { max }),
         None if buf.len() >= max => Err(CodecError::TooLong { max }),
         None => Ok(None),
+    }
+}
+
+/// The length of `value`'s compact JSON (as [`encode_reply`] writes it), counted without
+/// keeping the text. `usize::MAX` if it cannot be encoded.
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    /// A writer that only counts.
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::codec::{
-    CodecError, decode_reply, decode_request, encode_reply, encode_request, find_line,
+    CodecError, decode_reply, decode_request, encode_reply, encode_request, find_line, json_len,
 };
 use super::*;
 
@@ -67,18 +67,104 @@ fn routes() -> Vec<RouteRow> {
     ]
 }
 
+fn groups() -> GroupsReply {
+    GroupsReply {
+        node: 1,
+        name: "amsterdam".into(),
+        asked_group: None,
+        group_count: 2,
+        fib_multicast: 5,
+        fib_anycast: 2,
+        adverts: GroupAdvertStats {
+            originated: 3,
+            accepted: 10,
+            ignored: 1,
+            refused: 0,
+            sent: 20,
+            retransmissions: 2,
+            acks_received: 18,
+            full_exchanges: 1,
+            superseded: 0,
+            aged_out: 0,
+        },
+        local: vec![LocalGroupRow {
+            group: 7,
+            members: 2,
+        }],
+        local_total: 1,
+        groups: vec![
+            GroupRow {
+                group: 7,
+                members: vec![1, 4],
+                anycast: Some(AnycastChoice {
+                    target: 1,
+                    next_hop_node: None,
+                    link: None,
+                    metric_us: 0,
+                }),
+                tree: vec![
+                    TreeEdgeRow {
+                        from: 1,
+                        to: 2,
+                        link: 0,
+                    },
+                    TreeEdgeRow {
+                        from: 2,
+                        to: 4,
+                        link: 3,
+                    },
+                ],
+                trees: vec![],
+            },
+            GroupRow {
+                group: 9,
+                members: vec![5],
+                anycast: None,
+                tree: vec![],
+                trees: vec![SourceTree {
+                    source: 2,
+                    edges: vec![],
+                }],
+            },
+        ],
+        total: 2,
+        truncated: false,
+        names: vec![NodeName {
+            node: 1,
+            name: "amsterdam".into(),
+        }],
+    }
+}
+
 #[test]
 fn requests_round_trip_and_look_as_documented() {
     for (request, text) in [
         (CtlRequest::Status, "{\"v\":1,\"show\":\"status\"}\n"),
         (CtlRequest::Nodes, "{\"v\":1,\"show\":\"nodes\"}\n"),
         (CtlRequest::Routes, "{\"v\":1,\"show\":\"routes\"}\n"),
+        (CtlRequest::Groups, "{\"v\":1,\"show\":\"groups\"}\n"),
     ] {
         let line = encode_request(request).unwrap();
         assert_eq!(String::from_utf8(line.clone()).unwrap(), text);
         assert_eq!(decode_request(&line).unwrap(), request);
         assert_eq!(request.name(), &text[15..text.len() - 3]);
     }
+    // One group: the same kind with a "group" key.
+    let line = encode_request(CtlRequest::Group(7)).unwrap();
+    assert_eq!(
+        String::from_utf8(line.clone()).unwrap(),
+        "{\"v\":1,\"show\":\"groups\",\"group\":7}\n"
+    );
+    assert_eq!(decode_request(&line).unwrap(), CtlRequest::Group(7));
+    assert_eq!(CtlRequest::Group(7).name(), "groups");
+    assert_eq!(
+        decode_request(b"{\"v\":1,\"group\":4294967295,\"show\":\"groups\"}").unwrap(),
+        CtlRequest::Group(u32::MAX)
+    );
+    assert_eq!(
+        decode_request(b"{\"v\":1,\"show\":\"groups\",\"group\":null}").unwrap(),
+        CtlRequest::Groups
+    );
     // Without the newline, with CRLF, and with extra keys (ignored for forward compatibility).
     assert_eq!(
         decode_request(b"{\"show\":\"nodes\",\"v\":1}").unwrap(),
@@ -101,6 +187,8 @@ fn replies_round_trip_and_look_as_documented() {
         CtlReply::Nodes(nodes()),
         CtlReply::Nodes(vec![]),
         CtlReply::Routes(routes()),
+        CtlReply::Groups(groups()),
+        CtlReply::Groups(GroupsReply::default()),
         CtlReply::error("no link-state database yet"),
     ];
     for reply in replies {
@@ -117,6 +205,95 @@ fn replies_round_trip_and_look_as_documented() {
         "{text}"
     );
     assert!(text.contains("\"next_hop_node\":null"), "{text}");
+    // The field names weftctl's `--json` and its users rely on.
+    let text = String::from_utf8(encode_reply(&CtlReply::Groups(groups())).unwrap()).unwrap();
+    assert!(
+        text.starts_with("{\"v\":1,\"groups\":{\"node\":1,\"name\":\"amsterdam\","),
+        "{text}"
+    );
+    for part in [
+        "\"local\":[{\"group\":7,\"members\":2}]",
+        "\"groups\":[{\"group\":7,\"members\":[1,4],\"anycast\":{\"target\":1,",
+        "\"tree\":[{\"from\":1,\"to\":2,\"link\":0},{\"from\":2,\"to\":4,\"link\":3}]",
+        "\"anycast\":null",
+        "\"trees\":[{\"source\":2,\"edges\":[]}]",
+        "\"total\":2,\"truncated\":false",
+    ] {
+        assert!(text.contains(part), "{part} not in {text}");
+    }
+    // `trees` may be left out by a sender (it is empty unless one group was asked for).
+    let without_trees = text.replace(",\"trees\":[]", "");
+    assert_ne!(without_trees, text);
+    assert_eq!(
+        decode_reply(without_trees.as_bytes()).unwrap(),
+        CtlReply::Groups(groups())
+    );
+    // json_len counts what encode_reply writes.
+    let reply = CtlReply::Groups(groups());
+    let line = encode_reply(&reply).unwrap();
+    let GroupsReply { groups: rows, .. } = groups();
+    assert_eq!(json_len(&rows), serde_json::to_vec(&rows).unwrap().len());
+    assert!(json_len(&reply) < line.len());
+}
+
+#[test]
+fn unknown_requests_and_misplaced_parameters_are_rejected() {
+    for bad in [
+        &b"{\"v\":1,\"show\":\"group\"}"[..],
+        b"{\"v\":1,\"show\":\"Groups\"}",
+        b"{\"v\":1,\"show\":\"multicast\"}",
+        b"{\"v\":1,\"show\":\"groups\",\"group\":-1}",
+        b"{\"v\":1,\"show\":\"groups\",\"group\":4294967296}",
+        b"{\"v\":1,\"show\":\"groups\",\"group\":\"7\"}",
+        b"{\"v\":1,\"show\":\"groups\",\"group\":7.5}",
+        // "group" is a parameter of "groups" only.
+        b"{\"v\":1,\"show\":\"routes\",\"group\":7}",
+        b"{\"v\":1,\"show\":\"status\",\"group\":0}",
+    ] {
+        assert!(
+            matches!(decode_request(bad), Err(CodecError::Malformed(_))),
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(bad),
+            decode_request(bad)
+        );
+    }
+    let err = decode_request(b"{\"v\":1,\"show\":\"nodes\",\"group\":7}").unwrap_err();
+    assert!(
+        err.to_string().contains("\"group\" goes only with"),
+        "{err}"
+    );
+    // A groups reply of another shape is refused, not half read.
+    for bad in [
+        &b"{\"v\":1,\"groups\":[]}"[..],
+        b"{\"v\":1,\"groups\":{\"node\":1}}",
+    ] {
+        assert!(
+            matches!(decode_reply(bad), Err(CodecError::Malformed(_))),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}
+
+#[test]
+fn query_sends_groups_and_reads_an_error_from_an_older_server() {
+    // A control plane that predates `groups` answers with an error reply; the client returns
+    // it as the server's answer.
+    let (path, dir) = socket_path("groups-old");
+    let server = serve_one(UnixListener::bind(&path).unwrap(), |stream| {
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        assert_eq!(line, "{\"v\":1,\"show\":\"groups\",\"group\":3}\n");
+        let old = "{\"v\":1,\"error\":{\"message\":\"bad request: malformed message: unknown variant `groups`\"}}\n";
+        (&stream).write_all(old.as_bytes()).unwrap();
+    });
+    let reply = query(&path, CtlRequest::Group(3), Duration::from_secs(5)).unwrap();
+    assert!(
+        matches!(&reply, CtlReply::Error { message } if message.contains("unknown variant `groups`")),
+        "{reply:?}"
+    );
+    server.join().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

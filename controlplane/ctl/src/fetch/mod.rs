@@ -1,6 +1,6 @@
 //! Getting the data behind each command, without formatting it.
 //!
-//! - [`control`]: asks the control plane over its ctl socket (`show status|nodes|routes`).
+//! - [`control`]: asks the control plane over its ctl socket (`show status|nodes|routes|groups`).
 //! - [`dataplane`]: reads the data plane's shared memory directly (`show links|fib|counters`), so
 //!   those work while the control plane is down.
 //! - [`check_config`]: loads a config file and summarises it (`config check`).
