@@ -535,6 +535,7 @@ fn canned(request: CtlRequest) -> CtlReply {
             metric_us: 250,
             path: vec![1, 2],
         }]),
+        CtlRequest::Groups | CtlRequest::Group(_) => CtlReply::error("no group state"),
     }
 }
 

@@ -60,6 +60,7 @@ fn answer(request: &CtlRequest) -> CtlReply {
             ..NodeRow::default()
         }]),
         CtlRequest::Routes => CtlReply::Routes(Vec::new()),
+        CtlRequest::Groups | CtlRequest::Group(_) => CtlReply::error("no group state"),
     }
 }
 
