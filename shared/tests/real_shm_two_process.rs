@@ -145,8 +145,10 @@ fn mc_key(i: usize) -> (GroupId, NodeId) {
     (GroupId(i as u32 / 64), node((i % 64) as u16 + 1))
 }
 
+/// The mask of entry `i` in generation `g`: 1024 distinct masks per generation (a table holds
+/// at most `MULTICAST_MASKS` distinct ones; keys with equal masks share one).
 fn mc_mask(g: u64, i: usize) -> LinkMask {
-    let i = i as u64;
+    let i = (i % 1024) as u64;
     LinkMask::from_words([
         g,
         i,

@@ -22,7 +22,9 @@ pub const SHM_MAGIC: u64 = u64::from_le_bytes(*b"WEFTSHM\0");
 
 /// The layout version this build reads and writes. Bump it on any change to a section's size,
 /// field order or meaning, to the header, or to a protocol (see `docs/shm.md`, "Versioning").
-pub const LAYOUT_VERSION: u32 = 5;
+/// 6: the FIB tables hold 262,144 multicast keys over 16,384 deduplicated masks and 32,768
+/// anycast groups (each buffer 10,494,016 B).
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Number of data-plane worker slots: FIB reader epochs and per-worker counter rows.
 pub const MAX_WORKERS: usize = 64;
@@ -480,10 +482,10 @@ mod tests {
             end = s.offset + s.size;
         }
         assert!(layout.total_size() >= end);
-        // The default layout stays around 19 MiB.
+        // The default layout stays around 27 MiB (two 10-MiB FIB tables since layout 6).
         let total = ShmLayout::default().total_size();
         assert!(
-            total > 18 << 20 && total < 21 << 20,
+            total > 26 << 20 && total < 28 << 20,
             "default region is {total} B"
         );
     }

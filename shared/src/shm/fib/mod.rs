@@ -8,5 +8,6 @@ pub(crate) use publish::{FibControl, init_control};
 pub use publish::{FibReader, FibView, FibWriter, PublishError, QUIESCENT, ReaderInfo};
 pub use table::{
     ANYCAST_CAPACITY, AnycastRoute, FibBuilder, FibCounts, FibError, FibTable, Generation,
-    LinkMask, MAX_PROBE, MULTICAST_CAPACITY, MulticastRoute, UNICAST_ENTRIES, UnicastRoute,
+    LinkMask, MAX_PROBE, MULTICAST_CAPACITY, MULTICAST_MASKS, MulticastRoute, UNICAST_ENTRIES,
+    UnicastRoute,
 };

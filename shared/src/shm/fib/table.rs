@@ -2,10 +2,12 @@
 //! tests and the simulator), O(1) allocation-free lookups, and a builder for the writer.
 //!
 //! - Unicast: indexed by destination `NodeId`, 1024 entries of 8 B.
-//! - Multicast: open addressing with linear probing over 131,072 key slots of 16 B (at most
-//!   [`MULTICAST_CAPACITY`] = 65,536 entries, so the load stays at or below one half), keyed by
-//!   (group, source node); each key points at a dense 64-B [`LinkMask`] of out-links.
-//! - Anycast: the same scheme over 16,384 slots for at most [`ANYCAST_CAPACITY`] = 8,192 groups.
+//! - Multicast: open addressing with linear probing over 524,288 key slots of 16 B (at most
+//!   [`MULTICAST_CAPACITY`] = 262,144 entries, so the load stays at or below one half), keyed by
+//!   (group, source node). Each key holds the index of its out-links in an array of at most
+//!   [`MULTICAST_MASKS`] = 16,384 *distinct* 64-B [`LinkMask`]s: a node has few distinct out-link
+//!   sets, so keys with the same out-links share one mask (the builder deduplicates them).
+//! - Anycast: the same scheme over 65,536 slots for at most [`ANYCAST_CAPACITY`] = 32,768 groups.
 //!
 //! Probing is capped at [`MAX_PROBE`] slots: the builder refuses an insert that would need more,
 //! so a lookup touches at most that many slots even on a corrupted table. Every value read from a
@@ -15,6 +17,7 @@
 
 use core::fmt;
 use core::mem::size_of;
+use std::collections::{HashMap, HashSet};
 
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout};
 
@@ -23,15 +26,19 @@ use crate::ids::{GroupId, LinkId, MAX_LINKS, NodeId};
 /// Unicast entries, indexed by [`NodeId::index`] (node ids 1..=1023 use 0..=1022).
 pub const UNICAST_ENTRIES: usize = 1024;
 /// Most multicast (group, source) entries in one table.
-pub const MULTICAST_CAPACITY: usize = 65_536;
+pub const MULTICAST_CAPACITY: usize = 262_144;
 /// Multicast key slots (twice the capacity: load factor at most 0.5).
 pub const MULTICAST_SLOTS: usize = 2 * MULTICAST_CAPACITY;
+/// Most distinct multicast out-link masks in one table (keys with equal masks share one).
+pub const MULTICAST_MASKS: usize = 16_384;
 /// Most anycast groups in one table.
-pub const ANYCAST_CAPACITY: usize = 8_192;
+pub const ANYCAST_CAPACITY: usize = 32_768;
 /// Anycast slots (twice the capacity).
 pub const ANYCAST_SLOTS: usize = 2 * ANYCAST_CAPACITY;
 /// Most slots a lookup probes; inserts needing more fail with [`FibError::ProbeLimit`]. A full
-/// multicast table (65,536 keys, sequential, clustered or random) measured at most 32.
+/// multicast table (262,144 keys: sequential, clustered or random) measured at most 40 (42 over
+/// ten more random key sets), a full anycast table (32,768 groups) at most 33; see the test
+/// `longest_probe_of_full_tables`.
 pub const MAX_PROBE: usize = 128;
 
 const NO_LINK: u16 = u16::MAX;
@@ -49,7 +56,9 @@ impl fmt::Display for Generation {
 }
 
 /// A set of overlay links: one bit per [`LinkId`] (512 bits, one cache line).
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(
+    FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy, Default, PartialEq, Eq, Hash,
+)]
 #[repr(C, align(64))]
 pub struct LinkMask {
     words: [u64; 8],
@@ -122,8 +131,9 @@ struct FibHeader {
     unicast_count: u32,
     multicast_count: u32,
     anycast_count: u32,
-    reserved: u32,
-    /// Wrapping sum of a hash of every entry (order-independent).
+    /// Masks stored in `multicast_masks[..multicast_mask_count]` (at most [`MULTICAST_MASKS`]).
+    multicast_mask_count: u32,
+    /// Wrapping sum of a hash of every entry and of every stored mask (order-independent).
     checksum: u64,
     reserved2: [u64; 4],
 }
@@ -143,7 +153,7 @@ struct MulticastSlot {
     /// Source node id; 0 marks an empty slot (node ids start at 1).
     source: u16,
     flags: u16,
-    /// Index into `multicast_routes`.
+    /// Index into `multicast_masks`, below the header's `multicast_mask_count`.
     route: u32,
     reserved: u32,
 }
@@ -174,12 +184,15 @@ pub struct FibTable {
     unicast: [UnicastEntry; UNICAST_ENTRIES],
     multicast_slots: [MulticastSlot; MULTICAST_SLOTS],
     anycast_slots: [AnycastSlot; ANYCAST_SLOTS],
-    multicast_routes: [LinkMask; MULTICAST_CAPACITY],
+    multicast_masks: [LinkMask; MULTICAST_MASKS],
 }
 
-/// Size of one FIB buffer in bytes (about 6.3 MiB).
+/// Size of one FIB buffer in bytes: 10,494,016 (about 10.0 MiB; 8 MiB of it multicast keys).
 pub const FIB_TABLE_SIZE: usize = size_of::<FibTable>();
-const _: () = assert!(FIB_TABLE_SIZE == 64 + 8 * 1024 + 16 * (131_072 + 16_384) + 64 * 65_536);
+const _: () = assert!(FIB_TABLE_SIZE == 64 + 8 * 1024 + 16 * (524_288 + 65_536) + 64 * 16_384);
+const _: () = assert!(FIB_TABLE_SIZE == 10_494_016);
+const _: () = assert!(MULTICAST_SLOTS.is_power_of_two() && ANYCAST_SLOTS.is_power_of_two());
+const _: () = assert!(MULTICAST_CAPACITY <= u32::MAX as usize);
 
 /// A unicast route: forward on `next_hop`; `metric_us` is the path's latency metric.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,6 +230,9 @@ pub struct FibCounts {
     pub unicast: usize,
     /// Multicast (group, source) entries.
     pub multicast: usize,
+    /// Distinct out-link masks the multicast entries point at (at most [`MULTICAST_MASKS`];
+    /// may include masks no entry uses any more, until the builder clears or compacts them).
+    pub multicast_masks: usize,
     /// Anycast groups.
     pub anycast: usize,
 }
@@ -229,6 +245,13 @@ pub enum FibError {
     MulticastFull {
         /// The capacity.
         capacity: usize,
+    },
+    /// The multicast table already holds [`MULTICAST_MASKS`] distinct out-link masks, every one
+    /// still in use, and the entry needs another.
+    #[error("multicast table: too many distinct out-link masks ({limit})")]
+    MulticastMasksFull {
+        /// [`MULTICAST_MASKS`].
+        limit: usize,
     },
     /// The anycast table already has [`ANYCAST_CAPACITY`] groups.
     #[error("anycast table full ({capacity} groups)")]
@@ -286,6 +309,11 @@ fn multicast_sum(s: &MulticastSlot, links: &LinkMask) -> u64 {
     fold(&[2, key, w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
 }
 
+fn mask_sum(links: &LinkMask) -> u64 {
+    let w = links.words;
+    fold(&[4, w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
+}
+
 fn anycast_sum(s: &AnycastSlot) -> u64 {
     let key = u64::from(s.group) | u64::from(s.target) << 32 | u64::from(s.next_hop) << 48;
     fold(&[3, key, u64::from(s.metric_us) | u64::from(s.flags) << 32])
@@ -324,6 +352,16 @@ impl FibTable {
         })
     }
 
+    /// The stored mask at `index`: `None` unless it is below the header's mask count (and the
+    /// array's length, should the header be corrupt).
+    #[inline]
+    fn mask(&self, index: u32) -> Option<&LinkMask> {
+        if index >= self.header.multicast_mask_count {
+            return None;
+        }
+        self.multicast_masks.get(index as usize)
+    }
+
     /// The out-links and local delivery for packets of `group` from `source`, if any.
     #[inline]
     pub fn multicast(&self, group: GroupId, source: NodeId) -> Option<MulticastRoute<'_>> {
@@ -334,7 +372,7 @@ impl FibTable {
                 return None;
             }
             if slot.group == group.0 && slot.source == source.get() {
-                let links = self.multicast_routes.get(slot.route as usize)?;
+                let links = self.mask(slot.route)?;
                 let local_delivery = slot.flags & MULTICAST_LOCAL != 0;
                 return Some(MulticastRoute {
                     links,
@@ -377,6 +415,7 @@ impl FibTable {
         FibCounts {
             unicast: self.header.unicast_count as usize,
             multicast: self.header.multicast_count as usize,
+            multicast_masks: self.header.multicast_mask_count as usize,
             anycast: self.header.anycast_count as usize,
         }
     }
@@ -394,7 +433,7 @@ impl FibTable {
     ) -> impl Iterator<Item = (GroupId, NodeId, MulticastRoute<'_>)> + '_ {
         self.multicast_slots.iter().filter_map(|s| {
             let source = NodeId::new(s.source)?;
-            let links = self.multicast_routes.get(s.route as usize)?;
+            let links = self.mask(s.route)?;
             let local_delivery = s.flags & MULTICAST_LOCAL != 0;
             Some((
                 GroupId(s.group),
@@ -427,9 +466,12 @@ impl FibTable {
         })
     }
 
-    /// Recomputes counts and the checksum from every entry and compares them with the header.
-    /// O(table size) (a few ms): for diagnostics and tests, never per packet.
+    /// Recomputes counts and the checksum from every entry and every stored mask and compares
+    /// them with the header; also checks that every mask index is in range and that the stored
+    /// masks are distinct. O(table size) (a few ms) and allocates: for diagnostics and tests,
+    /// never per packet.
     pub fn verify(&self) -> Result<(), FibError> {
+        let h = &self.header;
         let mut sum = 0u64;
         let mut unicast = 0u32;
         for (i, e) in self.unicast.iter().enumerate() {
@@ -438,14 +480,28 @@ impl FibTable {
                 sum = sum.wrapping_add(unicast_sum(i, e));
             }
         }
-        let mut multicast = 0u32;
-        for s in self.multicast_slots.iter().filter(|s| s.source != 0) {
-            if s.route >= self.header.multicast_count {
+        let masks = h.multicast_mask_count as usize;
+        let Some(stored) = self.multicast_masks.get(..masks) else {
+            return Err(FibError::Corrupt {
+                what: "multicast mask count",
+            });
+        };
+        let mut distinct = HashSet::with_capacity(masks);
+        for links in stored {
+            if !distinct.insert(links) {
                 return Err(FibError::Corrupt {
-                    what: "multicast route index",
+                    what: "duplicate multicast mask",
                 });
             }
-            let links = &self.multicast_routes[s.route as usize];
+            sum = sum.wrapping_add(mask_sum(links));
+        }
+        let mut multicast = 0u32;
+        for s in self.multicast_slots.iter().filter(|s| s.source != 0) {
+            let Some(links) = stored.get(s.route as usize) else {
+                return Err(FibError::Corrupt {
+                    what: "multicast mask index",
+                });
+            };
             multicast += 1;
             sum = sum.wrapping_add(multicast_sum(s, links));
         }
@@ -454,8 +510,10 @@ impl FibTable {
             anycast += 1;
             sum = sum.wrapping_add(anycast_sum(s));
         }
-        let h = &self.header;
-        if (unicast, multicast, anycast) != (h.unicast_count, h.multicast_count, h.anycast_count) {
+        if (unicast, multicast, anycast) != (h.unicast_count, h.multicast_count, h.anycast_count)
+            || multicast as usize > MULTICAST_CAPACITY
+            || anycast as usize > ANYCAST_CAPACITY
+        {
             return Err(FibError::Corrupt {
                 what: "entry counts",
             });
@@ -467,12 +525,33 @@ impl FibTable {
     }
 }
 
+/// The stored masks of `table` and their indices (the first index of a mask stored twice, which
+/// only a corrupt table has).
+fn index_masks(table: &FibTable) -> HashMap<LinkMask, u32> {
+    let count = (table.header.multicast_mask_count as usize).min(MULTICAST_MASKS);
+    let mut index = HashMap::with_capacity(count);
+    for (i, links) in table.multicast_masks[..count].iter().enumerate() {
+        index.entry(*links).or_insert(i as u32);
+    }
+    index
+}
+
 /// Fills one table: the writer gets one in [`super::FibWriter::try_publish`], cleared; tests and
 /// the simulator wrap a heap table with [`FibBuilder::new`]. Inserts replace an existing entry
 /// with the same key. There is no removal for multicast and anycast: rebuild instead.
+///
+/// Multicast out-link masks are deduplicated: an insert whose mask is already stored points its
+/// key at that mask, through an index of the stored masks the builder keeps on the heap (built
+/// from the table when first needed). Replacing a key's mask may leave the old one unused; it
+/// stays stored (and counted in [`FibCounts::multicast_masks`] and the checksum) until
+/// [`FibBuilder::clear`], or until a new mask finds the array full, when the builder compacts the
+/// array (drops every unused mask and renumbers the keys' indices) before it gives up with
+/// [`FibError::MulticastMasksFull`].
 pub struct FibBuilder<'a> {
     table: &'a mut FibTable,
     previous: Option<&'a FibTable>,
+    /// Index of every stored mask; `None` until first needed (then built from the table).
+    masks: Option<HashMap<LinkMask, u32>>,
 }
 
 impl<'a> FibBuilder<'a> {
@@ -481,6 +560,7 @@ impl<'a> FibBuilder<'a> {
         FibBuilder {
             table,
             previous: None,
+            masks: None,
         }
     }
 
@@ -488,6 +568,7 @@ impl<'a> FibBuilder<'a> {
         FibBuilder {
             table,
             previous: Some(previous),
+            masks: None,
         }
     }
 
@@ -495,22 +576,28 @@ impl<'a> FibBuilder<'a> {
         self.table.header.generation = generation.0;
     }
 
-    /// Removes every entry (about 2.3 MiB of stores; route masks are left, unreachable).
+    /// Removes every entry and every stored mask (about 9.0 MiB of stores: the unicast, key and
+    /// anycast arrays; the mask array is left as it is, unreachable past the zero mask count).
     pub fn clear(&mut self) {
         let h = &mut self.table.header;
         (
             h.unicast_count,
             h.multicast_count,
+            h.multicast_mask_count,
             h.anycast_count,
             h.checksum,
-        ) = (0, 0, 0, 0);
+        ) = (0, 0, 0, 0, 0);
         self.table.unicast.zero();
         self.table.multicast_slots.zero();
         self.table.anycast_slots.zero();
+        match &mut self.masks {
+            Some(index) => index.clear(),
+            None => self.masks = Some(HashMap::new()),
+        }
     }
 
     /// Replaces the contents with a copy of the previously published generation, to apply a
-    /// small change instead of rebuilding (a 6.3 MiB copy). Does nothing outside a publish.
+    /// small change instead of rebuilding (a 10 MiB copy). Does nothing outside a publish.
     pub fn copy_previous(&mut self) {
         if let Some(previous) = self.previous {
             self.copy_from(previous);
@@ -522,6 +609,7 @@ impl<'a> FibBuilder<'a> {
         let generation = self.table.header.generation;
         self.table.as_mut_bytes().copy_from_slice(other.as_bytes());
         self.table.header.generation = generation;
+        self.masks = None;
     }
 
     /// Sets the route to `dst`.
@@ -555,7 +643,9 @@ impl<'a> FibBuilder<'a> {
         };
     }
 
-    /// Sets the out-links and local delivery of (`group`, `source`).
+    /// Sets the out-links and local delivery of (`group`, `source`). The mask is stored once per
+    /// table: a key whose out-links equal another key's shares its mask. On an error the table
+    /// is unchanged (except for a compaction of unused masks, which changes no route).
     pub fn insert_multicast(
         &mut self,
         group: GroupId,
@@ -568,36 +658,40 @@ impl<'a> FibBuilder<'a> {
         for _ in 0..MAX_PROBE {
             let slot = self.table.multicast_slots[i];
             if slot.source == 0 {
-                let count = self.table.header.multicast_count;
-                if count as usize >= MULTICAST_CAPACITY {
+                if self.table.header.multicast_count as usize >= MULTICAST_CAPACITY {
                     return Err(FibError::MulticastFull {
                         capacity: MULTICAST_CAPACITY,
                     });
                 }
+                let route = self.store_mask(links)?;
                 let new = MulticastSlot {
                     group: group.0,
                     source: source.get(),
                     flags,
-                    route: count,
+                    route,
                     reserved: 0,
                 };
                 self.table.multicast_slots[i] = new;
-                self.table.multicast_routes[count as usize] = *links;
                 let h = &mut self.table.header;
                 h.multicast_count += 1;
                 h.checksum = h.checksum.wrapping_add(multicast_sum(&new, links));
                 return Ok(());
             }
             if slot.group == group.0 && slot.source == source.get() {
-                let route = slot.route as usize;
-                let Some(old_links) = self.table.multicast_routes.get(route).copied() else {
+                let Some(old_links) = self.table.mask(slot.route).copied() else {
                     return Err(FibError::Corrupt {
-                        what: "multicast route index",
+                        what: "multicast mask index",
                     });
                 };
-                let new = MulticastSlot { flags, ..slot };
+                // May compact the masks, renumbering this slot's index too: only its content
+                // (old_links) is needed below.
+                let route = self.store_mask(links)?;
+                let new = MulticastSlot {
+                    flags,
+                    route,
+                    ..slot
+                };
                 self.table.multicast_slots[i] = new;
-                self.table.multicast_routes[route] = *links;
                 let h = &mut self.table.header;
                 h.checksum = h
                     .checksum
@@ -611,6 +705,70 @@ impl<'a> FibBuilder<'a> {
             table: "multicast",
             probes: MAX_PROBE,
         })
+    }
+
+    /// The index of a stored mask equal to `links`, storing it first if there is none.
+    fn store_mask(&mut self, links: &LinkMask) -> Result<u32, FibError> {
+        let table = &*self.table;
+        if let Some(&i) = self
+            .masks
+            .get_or_insert_with(|| index_masks(table))
+            .get(links)
+        {
+            return Ok(i);
+        }
+        let mut count = self.table.header.multicast_mask_count as usize;
+        if count >= MULTICAST_MASKS {
+            count = self.compact_masks();
+            if count >= MULTICAST_MASKS {
+                return Err(FibError::MulticastMasksFull {
+                    limit: MULTICAST_MASKS,
+                });
+            }
+        }
+        self.table.multicast_masks[count] = *links;
+        let h = &mut self.table.header;
+        h.multicast_mask_count = count as u32 + 1;
+        h.checksum = h.checksum.wrapping_add(mask_sum(links));
+        if let Some(index) = &mut self.masks {
+            index.insert(*links, count as u32);
+        }
+        Ok(count as u32)
+    }
+
+    /// Drops every stored mask no key points at, moving the rest down in order and renumbering
+    /// the keys' indices, and returns the new mask count. Changes no route, so the entries'
+    /// checksum terms stay; the dropped masks' terms leave the checksum. O(table size).
+    fn compact_masks(&mut self) -> usize {
+        let t = &mut *self.table;
+        let count = (t.header.multicast_mask_count as usize).min(MULTICAST_MASKS);
+        const UNUSED: u32 = u32::MAX;
+        let mut remap = vec![UNUSED; count];
+        for s in t.multicast_slots.iter().filter(|s| s.source != 0) {
+            if let Some(r) = remap.get_mut(s.route as usize) {
+                *r = 0;
+            }
+        }
+        let mut kept = 0;
+        for (old, r) in remap.iter_mut().enumerate() {
+            let links = t.multicast_masks[old];
+            if *r == UNUSED {
+                t.header.checksum = t.header.checksum.wrapping_sub(mask_sum(&links));
+                continue;
+            }
+            *r = kept as u32;
+            t.multicast_masks[kept] = links;
+            kept += 1;
+        }
+        for s in t.multicast_slots.iter_mut().filter(|s| s.source != 0) {
+            // An index out of range (a corrupt table) stays out of range: kept <= count.
+            if let Some(&r) = remap.get(s.route as usize) {
+                s.route = r;
+            }
+        }
+        t.header.multicast_mask_count = kept as u32;
+        self.masks = Some(index_masks(t));
+        kept
     }
 
     /// Sets the anycast route of `group`.
