@@ -293,6 +293,33 @@ fn every_member_gets_each_message_once_and_each_tree_edge_carries_one_copy() {
         "the source refused sends: {:?}",
         tx.last_refusal
     );
+    // What the source's control plane shows: the members and its tree (5 edges: every other
+    // node is a member).
+    let shown = o.weftctl_json(1, &["show", "groups"]);
+    let row = shown["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["group"] == GROUP)
+        .unwrap_or_else(|| panic!("group {GROUP} not shown: {shown}"));
+    let member_ids: Vec<u64> = row["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_u64().unwrap())
+        .collect();
+    assert_eq!(member_ids, [2, 3, 4, 5, 6], "{row}");
+    assert_eq!(row["tree"].as_array().unwrap().len(), 5, "{row}");
+    assert_eq!(
+        row["anycast"]["target"], 2,
+        "the nearest member from node 1: {row}"
+    );
+    let local = o.weftctl_json(4, &["show", "groups"]);
+    assert_eq!(local["local"][0]["group"], GROUP, "{local}");
+    assert_eq!(
+        local["local"][0]["members"], 2,
+        "two member clients on node 4: {local}"
+    );
 
     for (node, m) in members {
         let got = m.finish();

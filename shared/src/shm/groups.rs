@@ -202,26 +202,37 @@ mod tests {
     fn a_reader_racing_the_writer_sees_only_whole_sets() {
         let region = region();
         let w = LocalGroupsWriter::new(region.clone());
+        let stop = Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let stop_writer = stop.clone();
         let writer = std::thread::spawn(move || {
-            for round in 1..=2_000u32 {
-                // Every set is `round` groups, each with `round` members.
+            let mut round = 1u32;
+            while !stop_writer.load(Ordering::Relaxed) {
+                // Set `round` has `round % 50 + 1` groups, each with `round` members.
                 let n = (round % 50) as usize + 1;
                 let set = (0..n as u32).map(|g| (GroupId(g + 1), round));
                 w.publish(set).unwrap();
+                round = round.wrapping_add(1).max(1);
+                std::thread::yield_now();
             }
         });
         let reader = LocalGroupsReader::new(&region);
         let mut got = LocalGroups::default();
-        let mut whole = 0;
-        while !writer.is_finished() {
-            if reader.read(&mut got).is_ok() && !got.groups.is_empty() {
-                let round = got.groups[0].1;
-                assert_eq!(got.groups.len(), (round % 50) as usize + 1);
-                assert!(got.groups.iter().all(|&(_, m)| m == round));
-                whole += 1;
+        let (mut whole, mut busy) = (0, 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while whole < 1_000 && std::time::Instant::now() < deadline {
+            match reader.read(&mut got) {
+                Ok(()) if !got.groups.is_empty() => {
+                    let round = got.groups[0].1;
+                    assert_eq!(got.groups.len(), (round % 50) as usize + 1);
+                    assert!(got.groups.iter().all(|&(_, m)| m == round));
+                    whole += 1;
+                }
+                Ok(()) => {}
+                Err(GroupsBusy) => busy += 1,
             }
         }
+        stop.store(true, Ordering::Relaxed);
         writer.join().unwrap();
-        assert!(whole > 0);
+        assert!(whole > 0, "no whole read in 5 s ({busy} busy)");
     }
 }

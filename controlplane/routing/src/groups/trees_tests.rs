@@ -355,14 +355,14 @@ fn ten_thousand_groups_on_the_reference_topology() {
         "node 6 (chicago), sparse: needs {need:?}; fill_fib in {:.1} ms: {result:?}",
         secs * 1e3
     );
-    if need.multicast > MULTICAST_CAPACITY {
-        assert!(matches!(result, Err(FibError::MulticastFull { .. })));
-        assert_eq!(fib.counts().multicast, MULTICAST_CAPACITY);
-    } else {
-        assert_eq!(fib.counts().multicast, need.multicast);
-        assert!(matches!(result, Err(FibError::AnycastFull { .. })));
-        assert_eq!(fib.counts().anycast, ANYCAST_CAPACITY);
-    }
+    // The FIB holds them all (262,144 multicast keys, 32,768 anycast groups), and the out-link
+    // sets of one node are few (they share masks).
+    assert!(need.multicast <= MULTICAST_CAPACITY && need.anycast <= ANYCAST_CAPACITY);
+    assert_eq!(result, Ok(need));
+    let counts = fib.counts();
+    assert_eq!((counts.multicast, counts.anycast), (need.multicast, need.anycast));
+    println!("distinct out-link masks: {}", counts.multicast_masks);
+    assert!(counts.multicast_masks < 1_024, "{counts:?}");
     // For the capacity discussion: how many of those entries only deliver locally, and how
     // many a table with one per-group entry for "any other source" would need.
     let (mut deliver_only, mut with_default) = (0, 0);

@@ -490,11 +490,8 @@ impl Core {
                 return;
             }
             st.groups.push(group);
-            let members = self.groups.entry(group).or_insert(0);
-            if *members == 0 {
-                self.group_epoch += 1;
-            }
-            *members += 1;
+            *self.groups.entry(group).or_insert(0) += 1;
+            self.group_epoch += 1;
             sink.joined(group, client);
         }
         self.reply(st, id, &ServerMessage::Ok);
@@ -506,8 +503,8 @@ impl Core {
             *members = members.saturating_sub(1);
             if *members == 0 {
                 self.groups.remove(&group);
-                self.group_epoch += 1;
             }
+            self.group_epoch += 1;
         }
     }
 }

@@ -41,7 +41,7 @@ pub(crate) struct Core {
     pub(crate) scratch: Box<[u8]>,
     /// Local members per group joined by at least one client (at most `max_node_groups`).
     pub(crate) groups: BTreeMap<GroupId, u32>,
-    /// Bumped whenever the set of groups with local members changes.
+    /// Bumped whenever a local member joins or leaves a group.
     pub(crate) group_epoch: u64,
 }
 
@@ -549,7 +549,7 @@ impl SessionServer {
         self.core.groups.iter().map(|(&g, &n)| (g, n))
     }
 
-    /// Changes whenever the set of groups with local members changes (starts at 0).
+    /// Changes whenever a local member joins or leaves a group (starts at 0).
     pub fn group_epoch(&self) -> u64 {
         self.core.group_epoch
     }
