@@ -286,3 +286,51 @@ fn a_disconnect_releases_ports_flows_and_groups() {
     assert_eq!(h.bind(&mut c, 7000), Port(7000));
     assert_eq!(h.server.stats().clients, 1);
 }
+
+#[test]
+fn the_node_counts_local_members_per_group_and_caps_its_distinct_groups() {
+    let cfg = SessionConfig {
+        max_node_groups: 3,
+        ..SessionConfig::default()
+    };
+    let mut h = Harness::new("node-groups", cfg);
+    let (mut a, _) = h.connect("a");
+    let (mut b, _) = h.connect("b");
+    let groups = |h: &Harness| h.server.local_groups().collect::<Vec<_>>();
+    let epoch0 = h.server.group_epoch();
+    for g in [5, 6] {
+        let join = ClientMessage::Join { group: GroupId(g) };
+        assert_eq!(h.request(&mut a, &join), Msg::Ok);
+    }
+    let join5 = ClientMessage::Join { group: GroupId(5) };
+    assert_eq!(h.request(&mut b, &join5), Msg::Ok);
+    assert_eq!(groups(&h), [(GroupId(5), 2), (GroupId(6), 1)]);
+    let epoch1 = h.server.group_epoch();
+    assert!(epoch1 > epoch0, "every join moves the epoch");
+    // A repeat join changes nothing.
+    assert_eq!(h.request(&mut b, &join5), Msg::Ok);
+    assert_eq!(h.server.group_epoch(), epoch1);
+
+    // The third distinct group fits; a fourth does not, but more members of known ones do.
+    let join7 = ClientMessage::Join { group: GroupId(7) };
+    assert_eq!(h.request(&mut b, &join7), Msg::Ok);
+    let over = h.request(&mut b, &ClientMessage::Join { group: GroupId(8) });
+    assert_eq!(error(&over), (ErrorCode::TooManyGroups, 3));
+    assert_eq!(h.request(&mut a, &join7), Msg::Ok);
+    assert_eq!(
+        groups(&h),
+        [(GroupId(5), 2), (GroupId(6), 1), (GroupId(7), 2)]
+    );
+
+    // A leave and a disconnect take their members away; an emptied group is gone.
+    let leave6 = ClientMessage::Leave { group: GroupId(6) };
+    assert_eq!(h.request(&mut a, &leave6), Msg::Ok);
+    let epoch2 = h.server.group_epoch();
+    drop(a);
+    h.until("the server to notice", |h| h.server.stats().clients == 1);
+    assert_eq!(groups(&h), [(GroupId(5), 1), (GroupId(7), 1)]);
+    assert!(h.server.group_epoch() > epoch2);
+    // Room again for a new group.
+    let join8 = ClientMessage::Join { group: GroupId(8) };
+    assert_eq!(h.request(&mut b, &join8), Msg::Ok);
+}
