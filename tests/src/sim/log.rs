@@ -1,5 +1,5 @@
 //! The event log: what the protocols decided (paths and links up and down, route changes, FIB
-//! publishes) and the timeline's events, with the time and node. Bounded: past
+//! publishes, group sets and routes refused) and the timeline's events, with the time and node. Bounded: past
 //! [`LOG_CAPACITY`] entries, further ones are only counted.
 
 use std::fmt;
@@ -67,6 +67,20 @@ pub enum LogEvent {
     FibPublished {
         /// Number of destinations with a route.
         routes: usize,
+        /// Multicast (group, source) entries.
+        multicast: usize,
+        /// Anycast entries.
+        anycast: usize,
+    },
+    /// The group state refused the node's local groups (nothing changed).
+    LocalGroupsRefused {
+        /// Why.
+        error: String,
+    },
+    /// The group routes did not all fit in the FIB just published (what fit is in it).
+    GroupRoutesIncomplete {
+        /// Why.
+        error: String,
     },
     /// A timeline event was applied.
     Timeline {
@@ -112,7 +126,21 @@ impl fmt::Display for LogEntry {
                 Some(l) => write!(f, "route to node {dst} via link {l}"),
                 None => write!(f, "no route to node {dst}"),
             },
-            LogEvent::FibPublished { routes } => write!(f, "FIB published ({routes} routes)"),
+            LogEvent::FibPublished {
+                routes,
+                multicast,
+                anycast,
+            } => {
+                write!(f, "FIB published ({routes} routes")?;
+                if multicast + anycast > 0 {
+                    write!(f, ", {multicast} multicast, {anycast} anycast")?;
+                }
+                write!(f, ")")
+            }
+            LogEvent::LocalGroupsRefused { error } => write!(f, "local groups refused: {error}"),
+            LogEvent::GroupRoutesIncomplete { error } => {
+                write!(f, "group routes incomplete: {error}")
+            }
             LogEvent::Timeline { index, what } => write!(f, "event {index}: {what}"),
         }
     }

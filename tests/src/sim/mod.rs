@@ -16,10 +16,13 @@
 //! record for record.
 //!
 //! **What a run is.** A [`Scenario`] (a TOML file, `docs/simulator.md`) names a Weft config,
-//! the link models, best-effort flows and a timeline of failures, recoveries and misbehaviour;
+//! the link models, best-effort flows (to a node, a multicast group or an anycast group) and a
+//! timeline of failures, recoveries, misbehaviour and group joins and leaves;
 //! [`Simulation::new`] builds it, [`Simulation::run_until`] advances it, and
 //! [`Simulation::report`] gives per-flow figures (sent, delivered, lost, latency percentiles,
-//! overhead, the outage after each event).
+//! overhead, the outage after each event; for a group flow, per receiving node, and its
+//! packets per link and per message). Each node also runs the group-membership protocol
+//! ([`weft_routing::groups::GroupState`], [`groups`]).
 //!
 //! ```no_run
 //! use weft_tests::sim::{Scenario, Simulation};
@@ -40,8 +43,11 @@
 //! ```
 
 pub mod flow;
+pub mod group_flow;
+pub mod groups;
 pub mod log;
 pub mod node;
+mod pipeline;
 mod queue;
 pub mod report;
 mod resolve;
@@ -50,8 +56,9 @@ mod simulation;
 pub mod trace;
 
 pub use flow::{FlowReport, Outage, Percentile};
+pub use group_flow::{CopyCount, GroupFlowReport, LinkCount, ReceiverReport};
 pub use log::{Log, LogEntry, LogEvent};
-pub use report::{Counters, LinkDirReport, NodeSummary, Report};
+pub use report::{Counters, GroupSummary, LinkDirReport, NodeSummary, Report};
 pub use scenario::{Scenario, ScenarioError};
 pub use simulation::{SimError, Simulation};
 pub use trace::{Trace, TraceKind, TraceMode, TraceRecord};

@@ -10,15 +10,18 @@
 //!   punted control envelopes at once, link reports read from the monitors every
 //!   `stats_interval` (up = the link has an up path, latency = the active path's smoothed RTT /
 //!   2, loss = its hello loss), its timers, and a FIB built with [`Router::fill_fib`] when
-//!   [`Router::fib_due`] says so.
+//!   [`Router::fib_due`] says so;
+//! - next to the router, the group state and the node's local members ([`super::groups`]),
+//!   whose routes join the unicast ones in each FIB.
 //!
-//! The node does no I/O: everything it sends goes to the simulation as an output (a packet to send, a delivery, a drop, a log entry).
+//! The pipeline's output (hellos to the monitors, envelopes to the control plane, deliveries,
+//! forwards) is in [`super::pipeline`]. The node does no I/O: everything it sends goes to the
+//! simulation as an output (a packet to send, a delivery, a drop, a log entry).
 
 use std::time::Duration;
 
 use weft_proto::forward::{
-    DEFAULT_TTL, Forwarder, LinkInfo, LinkSender, LinkTable, LocalDelivery, NextHop,
-    PipelineOutput, hello_fields, hello_repr,
+    DEFAULT_TTL, Forwarder, LinkInfo, LinkSender, LinkTable, LocalDelivery, hello_repr,
 };
 use weft_proto::link_monitor::{
     LinkEvent, LinkMonitor, LinkMonitorConfig, LocalIdentity, VersionRange,
@@ -31,12 +34,14 @@ use weft_shared::ids::{FlowId, Incarnation, LinkId, MAX_PATHS_PER_LINK, NodeId, 
 use weft_shared::shm::fib::{FibBuilder, FibTable};
 use weft_shared::time::Instant;
 use weft_shared::wire::{
-    DataRepr, Delivery, HelloRepr, LinkProto, LinkRepr, OverlayRepr, RecordFlags, Route, Strikes,
-    WIRE_VERSION_MAX, WIRE_VERSION_MIN,
+    DataRepr, Delivery, HelloRepr, LinkProto, OverlayRepr, Route, Strikes, WIRE_VERSION_MAX,
+    WIRE_VERSION_MIN,
 };
 
 use crate::linkmodel::Rng;
+use crate::sim::groups::{self, NodeGroups};
 use crate::sim::log::LogEvent;
+use crate::sim::pipeline::Out;
 
 /// Size of every packet buffer (above any link MTU the configs allow in practice).
 pub(crate) const BUF_LEN: usize = 2048;
@@ -96,7 +101,7 @@ impl Pool {
 pub(crate) enum Class {
     Hello,
     Control,
-    Data { src: NodeId, flow: FlowId },
+    Data { src: NodeId, flow: FlowId, seq: u64 },
 }
 
 /// What a node hands back to the simulation.
@@ -162,7 +167,7 @@ pub(crate) struct LinkSlot {
 pub(crate) struct LinkSet(pub(crate) Vec<LinkSlot>);
 
 impl LinkSet {
-    fn position(&self, id: LinkId) -> Option<usize> {
+    pub(crate) fn position(&self, id: LinkId) -> Option<usize> {
         self.0.iter().position(|l| l.id == id)
     }
 
@@ -207,6 +212,8 @@ pub(crate) struct Running {
     /// Each monitor's `poll_timeout` as of the last call on it (`FAR_FUTURE`: none).
     timeouts: Vec<Instant>,
     pub(crate) router: Router,
+    /// Group state and local members.
+    pub(crate) groups: NodeGroups,
     pub(crate) fib: Box<FibTable>,
     stats_interval: Duration,
     next_stats_at: Instant,
@@ -237,6 +244,14 @@ pub enum StartError {
         node: NodeId,
         /// Why.
         error: weft_routing::link_state::RouterError,
+    },
+    /// The group state could not be built.
+    #[error("node {node}: group state: {error}")]
+    Groups {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        error: weft_routing::groups::GroupError,
     },
 }
 
@@ -276,6 +291,8 @@ impl Running {
         let params = RouterParams::from_timers(config.timers());
         let router = Router::new(config, me, incarnation, params, now)
             .map_err(|error| StartError::Router { node: me, error })?;
+        let groups = NodeGroups::new(config, me, incarnation, now)
+            .map_err(|error| StartError::Groups { node: me, error })?;
         // Each control plane reads its statistics on its own phase (processes start apart).
         let stats_ns = u64::try_from(stats_interval.as_nanos()).unwrap_or(u64::MAX);
         let stats_phase = Duration::from_nanos(phase.below(stats_ns));
@@ -296,6 +313,7 @@ impl Running {
             links,
             monitors,
             router,
+            groups,
             fib: FibTable::new_boxed(),
             stats_interval,
             next_stats_at: now + stats_phase,
@@ -323,6 +341,7 @@ impl Running {
             monitors: &mut self.monitors,
             links: &self.links,
             router: &mut self.router,
+            groups: &mut self.groups,
             sender: &mut self.sender,
             behaviour,
             rng,
@@ -383,63 +402,68 @@ impl Running {
         at.max(now + Duration::from_micros(1))
     }
 
-    /// Sends a locally originated best-effort data packet of flow `flow` to `dst`.
+    /// Sends a locally originated best-effort data packet of flow `flow` addressed by `route`
+    /// ([`groups::first_hops`]: to a node or an anycast group one copy on the FIB's next hop,
+    /// to a multicast group one per link of this node's tree), and delivers it here when it is
+    /// addressed to a group with members here.
     pub(crate) fn originate(
         &mut self,
         now: Instant,
-        dst: NodeId,
+        route: Route,
         flow: FlowId,
         seq: u64,
         payload: &[u8],
         ctx: &mut Ctx<'_>,
     ) {
         let me = self.forwarder.node();
-        let class = Class::Data { src: me, flow };
-        let link = match self.forwarder.next_hop(dst, &self.fib, &self.links) {
-            Ok(NextHop::Link(link)) => link,
-            Ok(NextHop::Local) => {
-                // Refused when the scenario is resolved; harmless if it happens.
-                return;
-            }
-            Err(reason) => {
-                ctx.out.push(Output::Drop {
-                    link: None,
-                    code: reason.index() as u64,
-                    class,
-                });
-                return;
-            }
-        };
-        let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us);
-        let data = DataRepr {
-            overlay: OverlayRepr {
-                route: Route::Unicast(dst),
-                ttl: DEFAULT_TTL,
-                link_proto: LinkProto::BestEffort,
-                delivery: Delivery::AsSoonAsOrdered,
-                priority: 0,
-                strikes: Strikes::NONE,
-                src: me,
-                src_port: Port(1),
-                dst_port: Port(1),
-                src_incarnation: self.incarnation,
-                flow,
-                seq,
-                deadline_us: None,
-                age_us: delay,
-            },
-            fragment: None,
-            payload,
-        };
-        send_on_link(
-            &self.links,
-            &mut self.sender,
-            link,
-            class,
-            ctx,
-            |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
-        );
-        let _ = now;
+        let class = Class::Data { src: me, flow, seq };
+        let (links, local) =
+            match groups::first_hops(&self.forwarder, route, &self.fib, &self.links) {
+                Ok(hops) => hops,
+                Err(reason) => {
+                    ctx.out.push(Output::Drop {
+                        link: None,
+                        code: reason.index() as u64,
+                        class,
+                    });
+                    return;
+                }
+            };
+        if local {
+            let to = groups::delivered_to(route);
+            self.groups.deliver(to, class, now, ctx.out);
+        }
+        for link in links.iter() {
+            let delay = self.links.get(link).map_or(0, |l| l.one_way_delay_us);
+            let data = DataRepr {
+                overlay: OverlayRepr {
+                    route,
+                    ttl: DEFAULT_TTL,
+                    link_proto: LinkProto::BestEffort,
+                    delivery: Delivery::AsSoonAsOrdered,
+                    priority: 0,
+                    strikes: Strikes::NONE,
+                    src: me,
+                    src_port: Port(1),
+                    dst_port: Port(1),
+                    src_incarnation: self.incarnation,
+                    flow,
+                    seq,
+                    deadline_us: None,
+                    age_us: delay,
+                },
+                fragment: None,
+                payload,
+            };
+            send_on_link(
+                &self.links,
+                &mut self.sender,
+                link,
+                class,
+                ctx,
+                |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
+            );
+        }
     }
 
     /// Sends a data record held back by a delaying node.
@@ -524,12 +548,17 @@ impl Running {
     fn control_turn(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
         if now >= self.next_stats_at {
             self.read_link_stats(now);
+            self.groups.read_local(now, ctx.out);
             self.next_stats_at = now + self.stats_interval;
         }
         if self.router.next_deadline() <= now {
             self.router.on_timer(now);
         }
-        while let Some(o) = self.router.pop_outgoing() {
+        if self.groups.state.next_deadline() <= now {
+            self.groups.state.on_timer(now);
+        }
+        let groups = &mut self.groups.state;
+        while let Some(o) = self.router.pop_outgoing().or_else(|| groups.pop_outgoing()) {
             send_on_link(
                 &self.links,
                 &mut self.sender,
@@ -539,10 +568,15 @@ impl Running {
                 |s, buf, link, path, max| s.write_control(buf, link, path, &o.envelope, max),
             );
         }
-        if self.router.fib_due(now) {
+        // The daemon's order: the group condition reads `synced` before `fib_due` updates it.
+        let groups_due = self.groups.due(&self.router, now);
+        if self.router.fib_due(now) || groups_due {
             self.publish_fib(now, ctx);
         }
-        self.router_deadline = self.router.next_deadline();
+        self.router_deadline = self
+            .router
+            .next_deadline()
+            .min(self.groups.state.next_deadline());
     }
 
     /// What the daemon reads from the statistics the data plane writes: per link, up if it has
@@ -564,6 +598,7 @@ impl Running {
         }
         if !changed.is_empty() {
             self.router.on_link_reports(now, &changed);
+            self.groups.links_up(now, &self.router, &self.links);
         }
     }
 
@@ -571,12 +606,19 @@ impl Running {
         let hop = |fib: &FibTable, dst: NodeId| fib.unicast(dst).map(|r| r.next_hop);
         let before: Vec<Option<LinkId>> = ctx.nodes.iter().map(|n| hop(&self.fib, *n)).collect();
         let mut builder = FibBuilder::new(&mut self.fib);
-        for n in ctx.nodes {
-            builder.remove_unicast(*n);
+        let counts = builder.counts();
+        if counts.multicast + counts.anycast > 0 {
+            builder.clear(); // the group tables have no removal
+        } else {
+            for n in ctx.nodes {
+                builder.remove_unicast(*n);
+            }
         }
-        // Unicast routes only: filling cannot fail (only the multicast and anycast tables fill).
+        // Unicast routes cannot fail (only the multicast and anycast tables fill up).
         let _ = self.router.fill_fib(&mut builder);
+        self.groups.fill_fib(&self.router, &mut builder, ctx.out);
         self.router.fib_published(now);
+        self.groups.fib_published(now);
         self.fib_publishes += 1;
         let mut routes = 0;
         for (n, old) in ctx.nodes.iter().zip(before) {
@@ -589,16 +631,22 @@ impl Running {
                 }));
             }
         }
-        ctx.out.push(Output::Log(LogEvent::FibPublished { routes }));
+        let counts = self.fib.counts();
+        ctx.out.push(Output::Log(LogEvent::FibPublished {
+            routes,
+            multicast: counts.multicast,
+            anycast: counts.anycast,
+        }));
     }
 }
 
 /// The flow a data record belongs to.
-fn data_class(body: &[u8]) -> Class {
+pub(crate) fn data_class(body: &[u8]) -> Class {
     match LocalDelivery::parse(body, false) {
         Ok(d) => Class::Data {
             src: d.src,
             flow: d.flow,
+            seq: d.seq,
         },
         Err(_) => Class::Control,
     }
@@ -606,7 +654,7 @@ fn data_class(body: &[u8]) -> Class {
 
 /// Writes one packet for `link`'s active path with `write` and hands it to the simulation
 /// (the engine's `send_on_link`); a link without an up path has no route through it.
-fn send_on_link(
+pub(crate) fn send_on_link(
     links: &LinkSet,
     sender: &mut LinkSender,
     link: LinkId,
@@ -642,120 +690,5 @@ fn send_on_link(
             ctx.pool.give(buf);
             drop(ctx, reason.index() as u64);
         }
-    }
-}
-
-/// The pipeline's output on a simulated node (the engine's `Out` for worker 0).
-struct Out<'a, 'c> {
-    now: Instant,
-    mine: Incarnation,
-    monitors: &'a mut [LinkMonitor],
-    links: &'a LinkSet,
-    router: &'a mut Router,
-    sender: &'a mut LinkSender,
-    behaviour: Misbehaviour,
-    rng: &'a mut Rng,
-    ctx: &'a mut Ctx<'c>,
-    punted: bool,
-    /// The monitor a hello went to.
-    hello_to: Option<usize>,
-    hellos_ignored: u64,
-    control_refused: u64,
-}
-
-impl Out<'_, '_> {
-    fn send(&mut self, link: LinkId, body: &[u8], class: Class) {
-        send_on_link(
-            self.links,
-            self.sender,
-            link,
-            class,
-            self.ctx,
-            |s, buf, link, path, max| s.write_data_record(buf, link, path, body, max),
-        );
-    }
-}
-
-impl PipelineOutput for Out<'_, '_> {
-    fn hello(&mut self, rx: &LinkRepr, hello: &HelloRepr) {
-        let Some(i) = self.links.position(rx.link) else {
-            return;
-        };
-        self.hello_to = Some(i);
-        let fields = hello_fields(rx, hello, self.mine);
-        if self.monitors[i]
-            .handle_hello(self.now, rx.path, &fields)
-            .is_err()
-        {
-            self.hellos_ignored += 1;
-        }
-    }
-
-    fn control(&mut self, rx: &LinkRepr, envelope: &[u8]) {
-        self.punted = true;
-        if self.router.on_control(self.now, rx.link, envelope).is_err() {
-            self.control_refused += 1;
-        }
-    }
-
-    fn deliver(&mut self, _rx: &LinkRepr, d: &LocalDelivery<'_>, _record_body: &[u8]) {
-        let mut stamp = [0u8; 8];
-        if let Some(head) = d.payload.get(..8) {
-            stamp.copy_from_slice(head);
-        }
-        self.ctx.out.push(Output::Deliver {
-            flow: d.flow,
-            src: d.src,
-            seq: d.seq,
-            sent_at: Instant::from_nanos(u64::from_le_bytes(stamp)),
-        });
-    }
-
-    fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]) {
-        // The simulated nodes run no real-time state (`realtime()` is `None`), so only best
-        // effort comes here: no link sequence, no flags.
-        debug_assert_eq!((link_seq, flags), (0, RecordFlags::NONE));
-        let class = data_class(record_body);
-        let dropped = Output::Drop {
-            link: Some(link),
-            code: DROP_MISBEHAVIOUR,
-            class,
-        };
-        match self.behaviour {
-            Misbehaviour::Honest | Misbehaviour::Flood { .. } => {
-                self.send(link, record_body, class);
-            }
-            Misbehaviour::DropAll => self.ctx.out.push(dropped),
-            Misbehaviour::DropFraction(p) => {
-                if self.rng.chance(p) {
-                    self.ctx.out.push(dropped);
-                } else {
-                    self.send(link, record_body, class);
-                }
-            }
-            Misbehaviour::Delay(d) => {
-                let mut buf = self.ctx.pool.take();
-                let len = record_body.len().min(BUF_LEN);
-                buf[..len].copy_from_slice(&record_body[..len]);
-                self.ctx.out.push(Output::Later {
-                    at: self.now + d,
-                    link,
-                    packet: Packet::new(buf, len),
-                });
-            }
-            Misbehaviour::Duplicate(copies) => {
-                for _ in 0..=copies {
-                    self.send(link, record_body, class);
-                }
-            }
-        }
-    }
-
-    fn drop_record(&mut self, reason: DropReason) {
-        self.ctx.out.push(Output::Drop {
-            link: None,
-            code: reason.index() as u64,
-            class: Class::Control,
-        });
     }
 }

@@ -1,11 +1,13 @@
-//! What a run produced: per-flow figures, per-node and per-link summaries, counters and the
-//! trace hash, as a serialisable [`Report`] with a human rendering ([`Report::human`]).
+//! What a run produced: per-flow figures (flows to a node and to groups), per-node and per-link
+//! summaries, counters and the trace hash, as a serialisable [`Report`] with a human rendering
+//! ([`Report::human`]).
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::sim::flow::FlowReport;
+use crate::sim::group_flow::GroupFlowReport;
 
 /// Counters of the whole run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -53,6 +55,25 @@ pub struct LinkDirReport {
     pub down_drops: u64,
 }
 
+/// A node's groups at the end of the run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupSummary {
+    /// Groups with a local member.
+    pub local: usize,
+    /// Groups with a member node somewhere, as the node's group state knows them.
+    pub known: usize,
+    /// Multicast (group, source) entries in its FIB.
+    pub multicast_routes: usize,
+    /// Anycast entries in its FIB.
+    pub anycast_routes: usize,
+    /// FIBs published whose group routes did not all fit.
+    pub fib_errors: u64,
+    /// Local group sets the group state refused.
+    pub local_refused: u64,
+    /// Multicast copies its pipeline forwarded to tree links.
+    pub multicast_copies: u64,
+}
+
 /// A node at the end of the run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodeSummary {
@@ -70,8 +91,10 @@ pub struct NodeSummary {
     pub routes: usize,
     /// Hellos its monitors refused.
     pub hellos_ignored: u64,
-    /// Control envelopes its router refused.
+    /// Control envelopes its control plane refused.
     pub control_refused: u64,
+    /// Its groups.
+    pub groups: GroupSummary,
 }
 
 /// The result of a run.
@@ -83,8 +106,10 @@ pub struct Report {
     pub seed: u64,
     /// Virtual time at the end of the run, in milliseconds.
     pub virtual_ms: f64,
-    /// Per flow, in scenario order.
+    /// Per flow to a node, in scenario order.
     pub flows: Vec<FlowReport>,
+    /// Per flow to a group, in scenario order.
+    pub group_flows: Vec<GroupFlowReport>,
     /// The timeline: (time in ms, what).
     pub events: Vec<(f64, String)>,
     /// Per node.
@@ -159,6 +184,7 @@ impl Report {
                 }
             }
         }
+        self.human_groups(&mut s);
         let _ = writeln!(s, "\nnodes:");
         for n in &self.nodes {
             let _ = writeln!(
@@ -172,6 +198,14 @@ impl Report {
                 n.hellos_ignored,
                 n.control_refused
             );
+            let g = &n.groups;
+            if g.known + g.multicast_routes + g.anycast_routes > 0 {
+                let _ = writeln!(
+                    s,
+                    "      groups: local {} known {}  FIB multicast {} anycast {}  incomplete FIBs {}",
+                    g.local, g.known, g.multicast_routes, g.anycast_routes, g.fib_errors
+                );
+            }
         }
         if let Some(links) = &self.links {
             let _ = writeln!(s, "\nlinks (per path and direction):");
@@ -204,5 +238,59 @@ impl Report {
             c.stray_deliveries
         );
         s
+    }
+
+    fn human_groups(&self, s: &mut String) {
+        if self.group_flows.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "\ngroup flows:");
+        for f in &self.group_flows {
+            let _ = writeln!(
+                s,
+                "  {} ({} -> {} group {}): sent {} delivered somewhere {} deliveries {} | link tx {} | longest gap {:.1} ms",
+                f.name,
+                f.from,
+                f.kind,
+                f.group,
+                f.sent,
+                f.delivered_anywhere,
+                f.deliveries,
+                f.link_transmissions,
+                f.max_gap_ms
+            );
+            for r in &f.receivers {
+                let at = |ms: Option<f64>| ms.map_or("-".into(), |m| format!("{m:.1}"));
+                let _ = writeln!(
+                    s,
+                    "    node {:>3}: delivered {:>7} dup {} first {} ms last {} ms  p50 {} ms",
+                    r.node,
+                    r.delivered,
+                    r.duplicates,
+                    at(r.first_ms),
+                    at(r.last_ms),
+                    at(r.latency_ms.first().and_then(|p| p.ms))
+                );
+            }
+            let copies: Vec<String> = f
+                .copies
+                .iter()
+                .map(|c| format!("{}x{}", c.messages, c.copies))
+                .collect();
+            let _ = writeln!(
+                s,
+                "    link tx per message (messages x copies): {}",
+                copies.join(" ")
+            );
+            for o in &f.outages {
+                if let Some(ms) = o.outage_ms {
+                    let _ = writeln!(
+                        s,
+                        "    after [{}] {} at {:.1} ms: longest gap anywhere {ms:.1} ms",
+                        o.event, o.what, o.at_ms
+                    );
+                }
+            }
+        }
     }
 }

@@ -1,16 +1,18 @@
 //! Names in a scenario checked against the Weft config: nodes by id or name, links by id or by
-//! their two nodes, paths by id; and each path's link model, built from the link's cost and
-//! the scenario's settings.
+//! their two nodes, paths by id; the timeline (network and group events merged in time order);
+//! and each path's link model, built from the link's cost and the scenario's settings.
 
 use std::time::Duration;
 
 use weft_shared::config::Config;
-use weft_shared::ids::{LinkId, NodeId};
+use weft_shared::ids::{GroupId, LinkId, NodeId};
 use weft_shared::time::Instant;
 
 use crate::linkmodel::LinkParams;
 use crate::sim::node::Misbehaviour;
-use crate::sim::scenario::{Action, Behaviour, LinkRef, NodeRef, Scenario, ScenarioError};
+use crate::sim::scenario::{
+    Action, Behaviour, GroupChange, LinkRef, NodeRef, Scenario, ScenarioError,
+};
 
 /// A timeline action with its names resolved: links and nodes by their position in the
 /// config's (sorted) lists.
@@ -23,6 +25,10 @@ pub(crate) enum Resolved {
     FailNode(usize),
     RestartNode(usize),
     Misbehave(usize, Misbehaviour),
+    /// A simulated client of the node joins the group.
+    Join(usize, GroupId),
+    /// The node's member leaves the group.
+    Leave(usize, GroupId),
 }
 
 /// Resolves names for one scenario against one config.
@@ -108,8 +114,43 @@ impl Resolver<'_> {
             .ok_or_else(|| self.err(field, "node vanished".to_owned()))
     }
 
-    /// The timeline, resolved, in the scenario's (time) order, each with a description.
+    /// The timeline, resolved, in the scenario's (time) order, each with a description:
+    /// network events, with the group events at their positions.
     pub(crate) fn timeline(&self) -> Result<Vec<(Instant, Resolved, String)>, ScenarioError> {
+        let network = self.network_events()?;
+        let mut network = network.into_iter();
+        let nodes = self.config.nodes();
+        let mut groups = self.scenario.group_events.iter().peekable();
+        let mut timeline = Vec::new();
+        for position in 0..self.scenario.timeline_len() {
+            let Some(g) = groups.next_if(|g| g.position == position) else {
+                timeline.extend(network.next());
+                continue;
+            };
+            let key = match g.change {
+                GroupChange::Join => "join",
+                GroupChange::Leave => "leave",
+            };
+            let field = format!("event[{}].{key}.node", g.position);
+            let x = self.node_index(&field, &g.node)?;
+            let named = format!("node {} ({})", nodes[x].id(), nodes[x].name());
+            let (action, what) = match g.change {
+                GroupChange::Join => (
+                    Resolved::Join(x, g.group),
+                    format!("{named} joins group {}", g.group),
+                ),
+                GroupChange::Leave => (
+                    Resolved::Leave(x, g.group),
+                    format!("{named} leaves group {}", g.group),
+                ),
+            };
+            timeline.push((Instant::ZERO + g.at, action, what));
+        }
+        Ok(timeline)
+    }
+
+    /// The network events, resolved, in time order.
+    fn network_events(&self) -> Result<Vec<(Instant, Resolved, String)>, ScenarioError> {
         let links = self.config.links();
         let nodes = self.config.nodes();
         let mut timeline = Vec::new();

@@ -1,23 +1,29 @@
 //! The simulation: nodes, emulated links, flows and the timeline, driven by one event queue in
-//! virtual time.
+//! virtual time. Flows to groups and membership events are in [`groups`], the report in
+//! [`figures`].
+
+mod figures;
+mod groups;
 
 use std::time::Duration;
 
 use weft_shared::config::Config;
 use weft_shared::ids::{FlowId, Incarnation, LinkId, NodeId, PathId};
 use weft_shared::time::Instant;
+use weft_shared::wire::Route;
 
-use crate::linkmodel::{DropCause, LinkCounters, LinkModel, Rng, Verdict};
+use crate::linkmodel::{DropCause, LinkModel, Rng, Verdict};
 use crate::sim::flow::FlowState;
+use crate::sim::group_flow::GroupFlowState;
 use crate::sim::log::{Log, LogEvent};
 use crate::sim::node::{
     Class, Ctx, FLOOD_FLOW, LinkSet, LinkSlot, Misbehaviour, Output, Packet, Pool, Running,
     StartError,
 };
 use crate::sim::queue::EventQueue;
-use crate::sim::report::{Counters, LinkDirReport, NodeSummary, Report};
+use crate::sim::report::{Counters, Report};
 use crate::sim::resolve::{Resolved, Resolver};
-use crate::sim::scenario::{ReportSpec, Scenario, ScenarioError};
+use crate::sim::scenario::{GroupChange, ReportSpec, Scenario, ScenarioError};
 use crate::sim::trace::{Trace, TraceKind, TraceRecord, digest};
 
 /// IPv4 and UDP headers, added to every packet's length on an emulated link.
@@ -39,6 +45,8 @@ enum Event {
     Wake { node: usize },
     /// The next packet of a flow.
     FlowSend { flow: usize },
+    /// The next message of a group flow.
+    GroupFlowSend { flow: usize },
     /// The next junk packet of a flooding node (stale if `epoch` moved on).
     Flood { node: usize, epoch: u32 },
     /// A timeline event.
@@ -125,6 +133,7 @@ pub struct Simulation {
     node_ids: Vec<NodeId>,
     net: Vec<NetLink>,
     flows: Vec<FlowState>,
+    group_flows: Vec<GroupFlowState>,
     timeline: Vec<(Instant, Resolved, String)>,
     window_starts: Vec<Instant>,
     stats_interval: Duration,
@@ -222,8 +231,16 @@ impl Simulation {
         // 4. Flows.
         let end = Instant::ZERO + scenario.duration;
         let mut flows = Vec::new();
+        let mut group_flows = Vec::new();
         for (i, f) in scenario.flows.iter().enumerate() {
             let from = r.node(&format!("flow[{i}].from"), &f.from)?;
+            if let Some(target) = f.group {
+                let windows = (&node_ids[..], net.len(), scenario.timeline_len());
+                let src = (index_of(from), from);
+                let index = group_flows.len();
+                group_flows.push(groups::flow(f, index, src, target, end, windows));
+                continue;
+            }
             let to = r.node(&format!("flow[{i}].to"), &f.to)?;
             if from == to {
                 return Err(ScenarioError::new(
@@ -233,7 +250,7 @@ impl Simulation {
                 )
                 .into());
             }
-            let id = FlowId(u32::try_from(i + 1).unwrap_or(u32::MAX - 1));
+            let id = FlowId(u32::try_from(flows.len() + 1).unwrap_or(u32::MAX - 1));
             flows.push(FlowState::new(
                 f.name.clone(),
                 (index_of(from), from),
@@ -242,7 +259,7 @@ impl Simulation {
                 f.rate_pps,
                 f.size,
                 (Instant::ZERO + f.start, (Instant::ZERO + f.stop).min(end)),
-                scenario.events.len(),
+                scenario.timeline_len(),
             ));
         }
         let mut sim = Simulation {
@@ -254,6 +271,7 @@ impl Simulation {
             node_ids,
             net,
             flows,
+            group_flows,
             timeline,
             window_starts,
             stats_interval: scenario.stats_interval,
@@ -273,6 +291,10 @@ impl Simulation {
         }
         for (i, f) in sim.flows.iter().enumerate() {
             sim.queue.push(f.send_time(0), Event::FlowSend { flow: i });
+        }
+        for (i, f) in sim.group_flows.iter().enumerate() {
+            sim.queue
+                .push(f.send_time(0), Event::GroupFlowSend { flow: i });
         }
         for (i, (at, _, _)) in sim.timeline.iter().enumerate() {
             sim.queue.push(*at, Event::Timeline { index: i });
@@ -377,6 +399,7 @@ impl Simulation {
                 });
             }
             Event::FlowSend { flow } => self.flow_send(flow),
+            Event::GroupFlowSend { flow } => self.group_flow_send(flow),
             Event::Flood { node, epoch } => self.flood(node, epoch),
             Event::Timeline { index } => self.apply_timeline(index),
             Event::Later {
@@ -502,10 +525,12 @@ impl Simulation {
         self.counters.link_packets += 1;
         let d = digest(packet.bytes());
         self.record(TraceKind::Sent, node, link.get(), path.get(), d);
-        if let Class::Data { src, flow } = class {
+        if let Class::Data { src, flow, seq } = class {
             self.counters.data_link_packets += 1;
             if let Some(f) = self.flow_of(flow, src) {
                 self.flows[f].link_tx += 1;
+            } else if let Some(g) = self.group_flow_of(flow, src) {
+                self.group_flows[g].on_transmit(self.now, net, side, seq);
             }
         }
         let l = &mut self.net[net];
@@ -561,6 +586,13 @@ impl Simulation {
 
     fn deliver(&mut self, node: usize, flow: FlowId, src: NodeId, seq: u64, sent_at: Instant) {
         let id = self.nodes[node].id.get();
+        if let Some(g) = self.group_flow_of(flow, src) {
+            self.counters.delivered += 1;
+            self.record(TraceKind::Delivered, id, u16::MAX, u8::MAX, seq);
+            let windows = &self.window_starts;
+            self.group_flows[g].on_delivery(node, self.now, seq, sent_at, windows);
+            return;
+        }
         match self
             .flow_of(flow, src)
             .filter(|f| self.flows[*f].dst == node)
@@ -588,10 +620,10 @@ impl Simulation {
         if next < f.stop {
             self.queue.push(next, Event::FlowSend { flow: i });
         }
-        self.originate(src, dst, id, seq, size);
+        self.originate(src, Route::Unicast(dst), id, seq, size);
     }
 
-    fn originate(&mut self, src: usize, dst: NodeId, flow: FlowId, seq: u64, size: usize) {
+    fn originate(&mut self, src: usize, route: Route, flow: FlowId, seq: u64, size: usize) {
         let node = self.nodes[src].id.get();
         if self.nodes[src].running.is_none() {
             self.record(TraceKind::NodeDown, node, u16::MAX, u8::MAX, seq);
@@ -601,7 +633,7 @@ impl Simulation {
         payload[..8].copy_from_slice(&self.now.as_nanos().to_le_bytes());
         let body = &payload[..size];
         self.with_node(src, |r, _, _, now, ctx| {
-            r.originate(now, dst, flow, seq, body, ctx);
+            r.originate(now, route, flow, seq, body, ctx);
             false
         });
         self.payload = payload;
@@ -627,7 +659,7 @@ impl Simulation {
             self.now + Duration::from_nanos(interval_ns),
             Event::Flood { node: i, epoch },
         );
-        self.originate(i, to, FLOOD_FLOW, seq, size);
+        self.originate(i, Route::Unicast(to), FLOOD_FLOW, seq, size);
     }
 
     fn start_node(&mut self, i: usize) -> Result<(), StartError> {
@@ -685,6 +717,8 @@ impl Simulation {
                     self.counters.failed_restarts += 1;
                 }
             }
+            Resolved::Join(x, group) => self.membership(x, group, GroupChange::Join),
+            Resolved::Leave(x, group) => self.membership(x, group, GroupChange::Leave),
             Resolved::Misbehave(x, m) => {
                 let n = &mut self.nodes[x];
                 n.behaviour = m;
@@ -694,75 +728,6 @@ impl Simulation {
                     self.queue.push(self.now, Event::Flood { node: x, epoch });
                 }
             }
-        }
-    }
-
-    /// The figures so far (flows' open gaps are closed at the current time).
-    pub fn report(&self) -> Report {
-        let events: Vec<(Instant, String)> = self
-            .timeline
-            .iter()
-            .map(|(at, _, what)| (*at, what.clone()))
-            .collect();
-        let flows = self
-            .flows
-            .iter()
-            .map(|f| {
-                let mut f = f.clone();
-                f.finish(self.now.min(self.end), &self.window_starts);
-                f.report(&self.report_spec.percentiles, &events)
-            })
-            .collect();
-        let links = self.report_spec.links.then(|| {
-            let mut v = Vec::new();
-            for l in &self.net {
-                for (p, path) in l.paths.iter().enumerate() {
-                    for side in 0..2 {
-                        let c: LinkCounters = path.dir[side].counters();
-                        v.push(LinkDirReport {
-                            link: l.id.get(),
-                            path: p as u8,
-                            from: l.nodes[side].get(),
-                            to: l.nodes[1 - side].get(),
-                            offered: c.offered,
-                            delivered: c.delivered,
-                            lost: c.lost,
-                            queue_drops: c.queue_drops,
-                            down_drops: c.down_drops,
-                        });
-                    }
-                }
-            }
-            v
-        });
-        let nodes = self
-            .nodes
-            .iter()
-            .map(|n| NodeSummary {
-                id: n.id.get(),
-                name: n.name.clone(),
-                up: n.running.is_some(),
-                incarnation: n.running.as_ref().map(|r| r.incarnation.0),
-                fib_publishes: n.running.as_ref().map_or(0, |r| r.fib_publishes),
-                routes: n.running.as_ref().map_or(0, |r| r.fib.counts().unicast),
-                hellos_ignored: n.running.as_ref().map_or(0, |r| r.hellos_ignored),
-                control_refused: n.running.as_ref().map_or(0, |r| r.control_refused),
-            })
-            .collect();
-        Report {
-            scenario: self.scenario_name.clone(),
-            seed: self.seed,
-            virtual_ms: self.now.as_nanos() as f64 / 1e6,
-            flows,
-            events: events
-                .iter()
-                .map(|(at, what)| (at.as_nanos() as f64 / 1e6, what.clone()))
-                .collect(),
-            nodes,
-            links,
-            counters: self.counters,
-            trace_hash: format!("{:016x}", self.trace.hash()),
-            trace_records: self.trace.len(),
         }
     }
 }

@@ -2,11 +2,15 @@
 //! what happens when. The format is documented in `docs/simulator.md`.
 //!
 //! Loading goes text → serde `raw` structs (unknown keys refused) → [`Scenario`], whose values
-//! are checked on their own (ranges, exactly one action per event, best effort only). Names of
+//! are checked on their own (ranges, exactly one action per event, exactly one destination per
+//! flow, best effort only). Network events go to [`Scenario::events`] and group joins and
+//! leaves to [`Scenario::group_events`]; both keep their place in the one time-sorted timeline
+//! ([`GroupEventSpec::position`]). Names of
 //! nodes and links are checked against the config when the [`Simulation`](super::Simulation)
 //! is built, and those errors name the scenario file and field too.
 
 mod error;
+mod groups;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +22,8 @@ use crate::linkmodel::{LinkParams, LossModel};
 use crate::sim::trace::TraceMode;
 
 pub use error::ScenarioError;
+use groups::Timed;
+pub use groups::{GroupChange, GroupEventSpec, GroupKind, GroupTarget};
 use raw::{
     RawEvent, RawFlow, RawLinkOverride, RawLinkRef, RawLinkSpec, RawLoss, RawMisbehave, RawNodeRef,
     RawReport, RawScenario,
@@ -102,15 +108,20 @@ pub struct LinkOverride {
     pub spec: LinkSpec,
 }
 
-/// `[[flow]]`: a constant-rate best-effort unicast flow.
+/// `[[flow]]`: a constant-rate best-effort flow to a node (`to`), a multicast group
+/// (`to_group`) or an anycast group (`to_anycast`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowSpec {
     /// Name in reports.
     pub name: String,
     /// Source node.
     pub from: NodeRef,
-    /// Destination node.
+    /// Destination node. For a group flow ([`FlowSpec::group`]) a placeholder name that no
+    /// config node can have (`"(multicast group 7)"`), so that a tool that knows only flows
+    /// to a node refuses the flow instead of sending it somewhere.
     pub to: NodeRef,
+    /// The group, for a flow to a group.
+    pub group: Option<GroupTarget>,
     /// Packets per second.
     pub rate_pps: f64,
     /// Payload bytes per packet.
@@ -165,7 +176,7 @@ pub enum Action {
     Misbehave(NodeRef, Behaviour),
 }
 
-/// `[[event]]`.
+/// `[[event]]` with a network action.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventSpec {
     /// When, from the start of the simulation.
@@ -225,8 +236,10 @@ pub struct Scenario {
     pub link_overrides: Vec<LinkOverride>,
     /// The flows.
     pub flows: Vec<FlowSpec>,
-    /// The timeline.
+    /// The network events of the timeline, in time order.
     pub events: Vec<EventSpec>,
+    /// The membership events of the timeline, in time order.
+    pub group_events: Vec<GroupEventSpec>,
     /// What to report.
     pub report: ReportSpec,
 }
@@ -295,14 +308,28 @@ impl Scenario {
             .enumerate()
             .map(|(i, f)| c.flow(i, f, duration))
             .collect::<Result<_, _>>()?;
-        let mut events: Vec<EventSpec> = raw
+        let mut timeline: Vec<(Duration, Timed)> = raw
             .event
             .iter()
             .enumerate()
             .map(|(i, e)| c.event(i, e, duration))
             .collect::<Result<_, _>>()?;
         // Stable: events at the same time keep their file order.
-        events.sort_by_key(|e| e.at);
+        timeline.sort_by_key(|(at, _)| *at);
+        let mut events = Vec::new();
+        let mut group_events = Vec::new();
+        for (position, (at, timed)) in timeline.into_iter().enumerate() {
+            match timed {
+                Timed::Network(action) => events.push(EventSpec { at, action }),
+                Timed::Group(node, group, change) => group_events.push(GroupEventSpec {
+                    at,
+                    node,
+                    group,
+                    change,
+                    position,
+                }),
+            }
+        }
         let report = match &raw.report {
             Some(r) => c.report(r)?,
             None => ReportSpec::default(),
@@ -321,8 +348,14 @@ impl Scenario {
             link_overrides,
             flows,
             events,
+            group_events,
             report,
         })
+    }
+
+    /// Number of events in the timeline (network and group events).
+    pub fn timeline_len(&self) -> usize {
+        self.events.len() + self.group_events.len()
     }
 
     /// Where the config file is: `config` as written if absolute, else the first of the
@@ -380,12 +413,16 @@ impl Scenario {
 }
 
 /// The checks, with the file name for errors.
-struct Check<'a> {
+pub(crate) struct Check<'a> {
     file: &'a str,
 }
 
 impl Check<'_> {
-    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
+    pub(crate) fn err(
+        &self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
         ScenarioError::new(self.file, field, message)
     }
 
@@ -538,10 +575,26 @@ impl Check<'_> {
         if start >= stop {
             return Err(self.err(at("start_ms"), "not before the flow's stop"));
         }
+        let (to, group) = match (&f.to, f.to_group, f.to_anycast) {
+            (Some(to), None, None) => (node_ref(to), None),
+            (None, Some(g), None) => self.group_flow(at("to_group"), GroupKind::Multicast, g)?,
+            (None, None, Some(g)) => self.group_flow(at("to_anycast"), GroupKind::Anycast, g)?,
+            (to, group, anycast) => {
+                let given = [to.is_some(), group.is_some(), anycast.is_some()];
+                return Err(self.err(
+                    format!("flow[{i}]"),
+                    format!(
+                        "needs exactly one of to, to_group, to_anycast ({} given)",
+                        given.iter().filter(|g| **g).count()
+                    ),
+                ));
+            }
+        };
         Ok(FlowSpec {
             name: f.name.clone().unwrap_or_else(|| format!("flow{i}")),
             from: node_ref(&f.from),
-            to: node_ref(&f.to),
+            to,
+            group,
             rate_pps: self.rate(at("rate_pps"), f.rate_pps)?,
             size: self.size(at("size"), f.size)?,
             start,
@@ -554,37 +607,46 @@ impl Check<'_> {
         i: usize,
         e: &RawEvent,
         duration: Duration,
-    ) -> Result<EventSpec, ScenarioError> {
+    ) -> Result<(Duration, Timed), ScenarioError> {
         let at = format!("event[{i}]");
         let mut actions = Vec::new();
         if let Some(l) = &e.cut_link {
-            actions.push(Action::CutLink(link_ref(l)));
+            actions.push(Timed::Network(Action::CutLink(link_ref(l))));
         }
         if let Some(l) = &e.restore_link {
-            actions.push(Action::RestoreLink(link_ref(l)));
+            actions.push(Timed::Network(Action::RestoreLink(link_ref(l))));
         }
         if let Some(p) = &e.cut_path {
-            actions.push(Action::CutPath(link_ref(&p.link), p.path));
+            actions.push(Timed::Network(Action::CutPath(link_ref(&p.link), p.path)));
         }
         if let Some(p) = &e.restore_path {
-            actions.push(Action::RestorePath(link_ref(&p.link), p.path));
+            actions.push(Timed::Network(Action::RestorePath(
+                link_ref(&p.link),
+                p.path,
+            )));
         }
         if let Some(n) = &e.fail_node {
-            actions.push(Action::FailNode(node_ref(n)));
+            actions.push(Timed::Network(Action::FailNode(node_ref(n))));
         }
         if let Some(n) = &e.restart_node {
-            actions.push(Action::RestartNode(node_ref(n)));
+            actions.push(Timed::Network(Action::RestartNode(node_ref(n))));
         }
         if let Some(m) = &e.misbehave {
             let b = self.behaviour(&format!("{at}.misbehave"), m)?;
-            actions.push(Action::Misbehave(node_ref(&m.node), b));
+            actions.push(Timed::Network(Action::Misbehave(node_ref(&m.node), b)));
+        }
+        if let Some(m) = &e.join {
+            actions.push(self.membership(format!("{at}.join"), m, GroupChange::Join)?);
+        }
+        if let Some(m) = &e.leave {
+            actions.push(self.membership(format!("{at}.leave"), m, GroupChange::Leave)?);
         }
         if actions.len() != 1 {
             return Err(self.err(
                 at,
                 format!(
                     "needs exactly one of cut_link, restore_link, cut_path, restore_path, \
-                     fail_node, restart_node, misbehave ({} given)",
+                     fail_node, restart_node, misbehave, join, leave ({} given)",
                     actions.len()
                 ),
             ));
@@ -593,10 +655,7 @@ impl Check<'_> {
         if when > duration {
             return Err(self.err(format!("{at}.at_ms"), "after the scenario's duration_ms"));
         }
-        Ok(EventSpec {
-            at: when,
-            action: actions.remove(0),
-        })
+        Ok((when, actions.remove(0)))
     }
 
     fn behaviour(&self, at: &str, m: &RawMisbehave) -> Result<Behaviour, ScenarioError> {
@@ -697,7 +756,7 @@ impl Check<'_> {
     }
 }
 
-fn node_ref(r: &RawNodeRef) -> NodeRef {
+pub(crate) fn node_ref(r: &RawNodeRef) -> NodeRef {
     match r {
         RawNodeRef::Id(id) => NodeRef::Id(*id),
         RawNodeRef::Name(name) => NodeRef::Name(name.clone()),

@@ -82,7 +82,9 @@ pub(crate) struct RawLinkOverride {
 pub(crate) struct RawFlow {
     pub(crate) name: Option<String>,
     pub(crate) from: RawNodeRef,
-    pub(crate) to: RawNodeRef,
+    pub(crate) to: Option<RawNodeRef>,
+    pub(crate) to_group: Option<u32>,
+    pub(crate) to_anycast: Option<u32>,
     pub(crate) rate_pps: f64,
     pub(crate) size: u64,
     pub(crate) start_ms: Option<u64>,
@@ -90,7 +92,7 @@ pub(crate) struct RawFlow {
     pub(crate) service: Option<String>,
 }
 
-/// `[[event]]`: a time and exactly one action.
+/// `[[event]]`: a time and exactly one action (a network event or a membership change).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEvent {
@@ -102,6 +104,16 @@ pub(crate) struct RawEvent {
     pub(crate) fail_node: Option<RawNodeRef>,
     pub(crate) restart_node: Option<RawNodeRef>,
     pub(crate) misbehave: Option<RawMisbehave>,
+    pub(crate) join: Option<RawMembership>,
+    pub(crate) leave: Option<RawMembership>,
+}
+
+/// `join = { node = ..., group = N }` (and `leave`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMembership {
+    pub(crate) node: RawNodeRef,
+    pub(crate) group: u32,
 }
 
 /// `{ link = ..., path = N }`.
