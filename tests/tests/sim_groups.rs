@@ -480,3 +480,36 @@ fn group_events_and_flows_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn the_shipped_groups_scenario_gives_what_its_comment_says() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/reference-groups.toml");
+    let (sim, report) = weft_tests::sim::run_file(path, None).unwrap();
+    let (fail, restart) = (8, 9);
+    let m = &report.group_flows[0];
+    for r in &m.receivers {
+        let outage = r.outage_after(fail).unwrap_or(0.0);
+        eprintln!(
+            "multicast node {}: delivered {} of {}, dup {}, outage after the failure {outage:.1} ms",
+            r.node, r.delivered, m.sent, r.duplicates
+        );
+        if r.node == MIAMI {
+            assert!(outage < 10.0, "{outage}");
+        } else if r.node != CHICAGO {
+            assert!((100.0..250.0).contains(&outage), "node {}: {outage}", r.node);
+        }
+        assert_eq!(r.last_seq, Some(m.sent - 1), "node {}", r.node);
+    }
+    let a = &report.group_flows[1];
+    let outage = a.outage_after(fail).unwrap();
+    let per_node: Vec<(u16, u64)> = a.receivers.iter().map(|r| (r.node, r.delivered)).collect();
+    eprintln!("anycast: outage {outage:.1} ms, delivered per node {per_node:?}");
+    assert!((100.0..250.0).contains(&outage), "{outage}");
+    assert_eq!(a.deliveries, a.delivered_anywhere);
+    // Atlanta (4) takes over; Chicago gets the messages again once it is back.
+    let atlanta = a.receiver(4).unwrap();
+    assert!(atlanta.delivered > 0 && a.receiver(DALLAS).unwrap().delivered == 0);
+    assert_eq!(a.receiver(CHICAGO).unwrap().last_seq, Some(a.sent - 1));
+    assert!(a.outage_after(restart).unwrap() < 250.0);
+    assert!(sim.is_member(n(CHICAGO), weft_shared::ids::GroupId(9)));
+}
