@@ -387,7 +387,6 @@ fn loss_alone_never_duplicates_a_multicast_delivery() {
 /// old (group, Boston) entry and forwards to Chicago too: measured, 12 duplicates at Chicago
 /// and more at Miami, Dallas, Seattle and Los Angeles within 100 ms (seed 7).
 #[test]
-#[ignore = "stale multicast entries after a tree change that leaves a node's own routes alone"]
 fn loss_never_duplicates_a_multicast_delivery() {
     let members = [MIAMI, CHICAGO, DALLAS, SEATTLE, LOSANGELES];
     let text = scenario(
@@ -419,7 +418,6 @@ fn loss_never_duplicates_a_multicast_delivery() {
 /// (group, Boston) entry: Chicago, Dallas, Seattle and Los Angeles get nothing from 2 s to the
 /// end (measured: outages of 2,963–2,992 ms, seed 7).
 #[test]
-#[ignore = "stale multicast entries after a tree change that leaves a node's own routes alone"]
 fn a_cut_tree_link_is_repaired() {
     let members = [MIAMI, CHICAGO, DALLAS, SEATTLE, LOSANGELES];
     let text = scenario(
@@ -496,7 +494,11 @@ fn the_shipped_groups_scenario_gives_what_its_comment_says() {
         if r.node == MIAMI {
             assert!(outage < 10.0, "{outage}");
         } else if r.node != CHICAGO {
-            assert!((100.0..250.0).contains(&outage), "node {}: {outage}", r.node);
+            assert!(
+                (100.0..250.0).contains(&outage),
+                "node {}: {outage}",
+                r.node
+            );
         }
         assert_eq!(r.last_seq, Some(m.sent - 1), "node {}", r.node);
     }

@@ -26,7 +26,7 @@ pub struct Edge {
 }
 
 /// The overlay graph: nodes by id, adjacency lists of (neighbour, link, cost).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Graph {
     adjacency: Vec<Vec<(NodeId, LinkId, u64)>>,
 }

@@ -360,7 +360,10 @@ fn ten_thousand_groups_on_the_reference_topology() {
     assert!(need.multicast <= MULTICAST_CAPACITY && need.anycast <= ANYCAST_CAPACITY);
     assert_eq!(result, Ok(need));
     let counts = fib.counts();
-    assert_eq!((counts.multicast, counts.anycast), (need.multicast, need.anycast));
+    assert_eq!(
+        (counts.multicast, counts.anycast),
+        (need.multicast, need.anycast)
+    );
     println!("distinct out-link masks: {}", counts.multicast_masks);
     assert!(counts.multicast_masks < 1_024, "{counts:?}");
     // For the capacity discussion: how many of those entries only deliver locally, and how

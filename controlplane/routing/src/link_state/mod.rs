@@ -194,6 +194,8 @@ pub struct Router {
     routes: Routes,
     graph_dirty: bool,
     fib_dirty: bool,
+    /// The graph when routes were last computed.
+    fib_graph: Graph,
     last_fib_at: Option<Instant>,
     started_at: Instant,
     last_news_at: Instant,
@@ -262,6 +264,7 @@ impl Router {
             routes: Graph::default().shortest_paths(me),
             graph_dirty: true,
             fib_dirty: true,
+            fib_graph: Graph::default(),
             last_fib_at: None,
             started_at: now,
             last_news_at: now,
@@ -586,14 +589,18 @@ impl Router {
         }
         self.graph_dirty = false;
         self.stats.spf_runs += 1;
-        let routes = self.graph().shortest_paths(self.me);
+        let graph = self.graph();
+        let routes = graph.shortest_paths(self.me);
         let changed = routes
             .iter()
             .map(|(d, r)| (d, r.first_hop, r.cost))
             .ne(self.routes.iter().map(|(d, r)| (d, r.first_hop, r.cost)));
-        if changed {
+        // Any change of the graph can move another source's multicast tree or another node's
+        // nearest-member choice through this node, even when its own routes stay the same.
+        if changed || graph != self.fib_graph {
             self.fib_dirty = true;
         }
+        self.fib_graph = graph;
         self.routes = routes;
     }
 
