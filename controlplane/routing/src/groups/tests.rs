@@ -571,3 +571,48 @@ fn membership_is_the_same_whatever_the_message_order() {
         assert_eq!(a.membership(n(i)), b.membership(n(i)));
     }
 }
+
+/// The scale figure of `perf/RESULTS.md`: 10,000 groups joined at one instant on the reference
+/// topology (12 nodes, 22 links, 1 ms per hop in this harness), each group with members on 3
+/// to 5 nodes; prints the virtual time until every node holds the whole membership, and the
+/// envelopes it took.
+#[test]
+fn ten_thousand_groups_converge() {
+    let mut net = Net::new();
+    net.ms(100);
+    let sent_before = net.sent;
+    let mut sets: BTreeMap<u16, Vec<u32>> = BTreeMap::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for group in 1..=10_000u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let members = 3 + (x % 3) as u16;
+        let first = (x >> 8) % 12;
+        for k in 0..members {
+            let node = ((first + u64::from(k) * 5) % 12) as u16 + 1;
+            sets.entry(node).or_default().push(group);
+        }
+    }
+    let start = net.now;
+    for (&node, groups) in &sets {
+        net.set_local(n(node), groups);
+    }
+    let expected = net.expected();
+    let mut waited = 0;
+    while net.nodes.keys().any(|&id| net.membership(id) != expected) {
+        net.ms(1);
+        waited += 1;
+        assert!(waited < 5_000, "not converged after 5 s");
+    }
+    let took = net.now - start;
+    println!(
+        "10,000 groups (3-5 member nodes each; {} local groups per node on average): every \
+         node holds the whole membership after {took:?} of virtual time (1 ms per hop), \
+         {} envelopes",
+        sets.values().map(Vec::len).sum::<usize>() / 12,
+        net.sent - sent_before
+    );
+    net.ms(2_000);
+    net.assert_converged();
+}
