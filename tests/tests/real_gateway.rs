@@ -12,6 +12,10 @@
 //!   show no continuity-counter error; an oversize datagram is dropped and counted; the
 //!   counters both gateways print on SIGTERM say the same;
 //! - two mappings per process from TOML files carry two streams at once, one each way;
+//! - one ingress on node 1 sends a stream to multicast group 7 with real-time service, and
+//!   egresses joined to the group on nodes 3 and 4 (4 behind node 2, which is no member)
+//!   each deliver every datagram, unchanged and in order; group messages for another port
+//!   are counted and not delivered;
 //! - bad options, no node, an address or port in use, a refused service (more strikes than
 //!   the node allows) and a node that goes away end the gateway with status 1 and a message
 //!   that says what is wrong; `realtime` and `reliable` are accepted.
@@ -30,9 +34,12 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use real_gateway_common::{
-    DATAGRAM, GatewayProc, TsStream, assert_same_stream, final_counters, have, path, receive,
-    run_gateway, send_paced, strings, ts_errors,
+    CountingReceiver, DATAGRAM, GatewayProc, NULL_PID, TsStream, assert_same_stream,
+    final_counters, have, path, receive, run_gateway, send_paced, strings, ts_errors,
 };
+use weft_client::{Client, Service};
+use weft_shared::ids::{GroupId, Port};
+use weft_shared::session::Destination;
 use weft_tests::overlay::{Addrs, LinkSpec, Overlay, Role, Start};
 
 fn diamond(name: &str) -> Overlay {
@@ -249,6 +256,198 @@ fn two_streams_cross_at_once_one_each_way_from_config_files() {
     }
 }
 
+/// One stadium, two broadcasters: the ingress on node 1 sends to `group:7:5000` with real-time
+/// service; egresses on nodes 3 and 4 joined group 7 (not binding port 5000) each deliver the
+/// whole stream to their own UDP receiver. The tree from node 1 is 1-3 and 1-2-4: node 2
+/// copies without being a member.
+///
+/// The ingress starts first, before any member: node 1 has no tree for the group and drops
+/// what it is sent (counted as `node_dropped`, warned about). Then the egresses join, and
+/// joins take a moment to reach node 1, so the ingress gets MPEG-TS null packets (PID 0x1fff,
+/// which players discard) until both receivers have seen one; then the stream. Meanwhile a
+/// client on node 2 sends to the same group's port 5001: both egresses count those messages
+/// (`other_port`) and deliver none of them.
+#[test]
+fn a_stream_to_a_multicast_group_reaches_every_joined_egress_in_order() {
+    const GROUP: u32 = 7;
+    const OTHER_PORT_MESSAGES: u64 = 50;
+    let count = 2_000;
+    let name = "gw-mcast";
+    let o = diamond(name);
+    let addrs = Addrs::new(name);
+    let listen = addrs.host(0, 101, 5000);
+    let players = [
+        (3u16, addrs.host(0, 103, 6000)),
+        (4, addrs.host(0, 104, 6000)),
+    ];
+
+    // The stadium's ingress starts first: the group has no member yet, so node 1 has no tree
+    // and drops what it is sent; the gateway counts it and says why.
+    let mut ingress = GatewayProc::start(&strings(&[
+        "--socket",
+        &path(&o.session_socket(1)),
+        "--listen",
+        &listen.to_string(),
+        "--to",
+        "group:7:5000",
+        "--service",
+        "realtime",
+        "--json",
+    ]));
+    let ready = ingress.wait_ready(1).join("\n");
+    eprintln!("{ready}");
+    assert!(
+        ready.contains("-> overlay group:7:5000 (realtime:200:3:2, from 1:"),
+        "{ready}"
+    );
+    let src = UdpSocket::bind((listen.ip(), 0)).unwrap();
+    let mut nulls = TsStream::new(NULL_PID, 9);
+    let mut warm_sent = 0u64;
+    let no_member = "no member has joined it";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ingress.stderr().contains(no_member) {
+        assert!(
+            Instant::now() < deadline,
+            "no warning:\n{}",
+            ingress.stderr()
+        );
+        src.send_to(&nulls.next_datagram(), listen).unwrap();
+        warm_sent += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dropped_before_joins = warm_sent;
+    eprintln!(
+        "before any join: {}",
+        ingress
+            .stderr()
+            .lines()
+            .find(|l| l.contains(no_member))
+            .unwrap()
+    );
+
+    // The broadcasters join.
+    let joined = Instant::now();
+    let mut egresses = Vec::new();
+    let mut receivers = Vec::new();
+    for &(node, player) in &players {
+        let sink = UdpSocket::bind(player).unwrap();
+        let mut g = GatewayProc::start(&strings(&[
+            "--socket",
+            &path(&o.session_socket(node)),
+            "--join",
+            &GROUP.to_string(),
+            "--port",
+            "5000",
+            "--deliver",
+            &player.to_string(),
+            "--json",
+        ]));
+        let ready = g.wait_ready(1).join("\n");
+        assert!(
+            ready.contains(&format!(
+                "egress overlay group:7:5000 -> udp {player} (member of group 7 on node {node})"
+            )),
+            "{ready}"
+        );
+        egresses.push((node, g));
+        receivers.push(CountingReceiver::start(
+            sink,
+            count,
+            Duration::from_secs(5),
+            Duration::from_secs(30),
+        ));
+    }
+
+    // Null packets until both broadcasters see the group's traffic.
+    while !receivers.iter().all(|r| r.seen() > 0) {
+        assert!(
+            joined.elapsed() < Duration::from_secs(20),
+            "the group never reached both egresses"
+        );
+        src.send_to(&nulls.next_datagram(), listen).unwrap();
+        warm_sent += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reached_in = joined.elapsed();
+    eprintln!(
+        "both egresses reached {reached_in:?} after the first one started ({warm_sent} null datagrams in all)"
+    );
+
+    // Another stream of the group, to port 5001, from a client on node 2.
+    let other = std::thread::spawn({
+        let socket = o.session_socket(2);
+        move || {
+            let mut c = Client::connect(&socket, "other-port").unwrap();
+            c.bind(Port(4300)).unwrap();
+            let dst = Destination::Multicast {
+                group: GroupId(GROUP),
+                port: Port(5001),
+            };
+            let flow = c
+                .open_flow(
+                    Port(4300),
+                    dst,
+                    Service::realtime(Duration::from_millis(200)),
+                )
+                .unwrap();
+            for i in 0..OTHER_PORT_MESSAGES {
+                c.send(&flow, &i.to_be_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            c.linger(Duration::from_secs(1)).unwrap();
+        }
+    });
+
+    let stream = TsStream::datagrams(0x100, 77, count);
+    let started = Instant::now();
+    send_paced(listen, &stream, RATE);
+    let sent_in = started.elapsed();
+    other.join().unwrap();
+    let mut warm_received = Vec::new();
+    for (r, &(node, _)) in receivers.into_iter().zip(&players) {
+        let (warm, got) = r.join();
+        eprintln!(
+            "node {node}: {warm} null datagrams, then {} of {count} stream datagrams",
+            got.len()
+        );
+        assert_same_stream(
+            &format!("node 1 -> group 7 at node {node}"),
+            &stream,
+            &got,
+            0x100,
+        );
+        warm_received.push(warm as u64);
+    }
+    eprintln!("sent {count} datagrams in {sent_in:?} ({RATE}/s)");
+
+    let (code, out, err) = ingress.stop();
+    assert_eq!(code, 0, "ingress exit status; stderr:\n{err}");
+    let i = final_counters(&out, "ingress");
+    eprintln!("ingress: {i}");
+    let received = warm_sent + count as u64;
+    assert_eq!(i["received"], received);
+    assert_eq!(i["sent"], received, "every datagram handed to the node");
+    assert_eq!(i["dropped_queue_full"], 0);
+    assert_eq!(i["dropped_at_stop"], 0);
+    let node_dropped = i["node_dropped"].as_u64().unwrap();
+    assert!(
+        (dropped_before_joins..warm_sent).contains(&node_dropped),
+        "the null datagrams before the joins are dropped, and only null datagrams: {i}"
+    );
+    for ((node, g), warm) in egresses.into_iter().zip(warm_received) {
+        let (code, out, err) = g.stop();
+        assert_eq!(code, 0, "egress on node {node}; stderr:\n{err}");
+        let e = final_counters(&out, "egress");
+        eprintln!("egress on node {node}: {e}");
+        assert_eq!(e["delivered"], warm + count as u64, "node {node}: {e}");
+        assert_eq!(e["sent"], warm + count as u64, "node {node}: {e}");
+        assert_eq!(e["streams"], 1, "node {node}: {e}");
+        assert_eq!(e["gaps"], 0, "node {node}: {e}");
+        assert_eq!(e["late"], 0, "node {node}: {e}");
+        assert_eq!(e["other_port"], OTHER_PORT_MESSAGES, "node {node}: {e}");
+    }
+}
+
 #[test]
 fn bad_options_and_a_missing_node_fail_with_clear_errors() {
     let addrs = Addrs::new("gw-bad");
@@ -298,6 +497,54 @@ fn bad_options_and_a_missing_node_fail_with_clear_errors() {
                 "nowhere",
             ],
             "--deliver: bad UDP address",
+        ),
+        (
+            vec![
+                "--socket",
+                &socket,
+                "--listen",
+                &listen,
+                "--to",
+                "group:0:5000",
+            ],
+            "--to: bad group address \"group:0:5000\": group 0 is not a group",
+        ),
+        (
+            vec![
+                "--socket",
+                &socket,
+                "--listen",
+                &listen,
+                "--to",
+                "anycast:7",
+            ],
+            "--to: bad group address \"anycast:7\": no port",
+        ),
+        (
+            vec![
+                "--socket",
+                &socket,
+                "--port",
+                "5000",
+                "--deliver",
+                &listen,
+                "--join",
+                "0",
+            ],
+            "--join: bad group \"0\": group 0 is not a group",
+        ),
+        (
+            vec![
+                "--socket",
+                &socket,
+                "--port",
+                "5000",
+                "--deliver",
+                &listen,
+                "--join",
+                "7",
+            ],
+            "no Weft node is running at",
         ),
         (
             vec!["--listen", &listen, "--to", "4:5000"],

@@ -1,8 +1,9 @@
 //! `weft gateway`: carries UDP datagrams across the overlay (`docs/gateway.md`).
 //!
 //! One process runs one or more mappings, each on its own thread with its own session with
-//! the local node: an ingress (`--listen HOST:PORT --to NODE:PORT [--service S]`), an egress
-//! (`--port PORT --deliver HOST:PORT`), both, or any number from a TOML file (`--config`).
+//! the local node: an ingress (`--listen HOST:PORT --to NODE:PORT|group:G:PORT|anycast:G:PORT
+//! [--service S]`), an egress (`--port PORT --deliver HOST:PORT [--join GROUP [--bind]]`),
+//! both, or any number from a TOML file (`--config`).
 //! The main thread blocks SIGINT and SIGTERM before any mapping starts, reads them from a
 //! signalfd, prints counters every `--stats-every-s` seconds and, on a signal or a mapping's
 //! failure, stops every mapping and prints each one's final counters on stdout.
@@ -35,8 +36,10 @@ pub(crate) struct GatewayArgs {
     /// Ingress: the local UDP address to receive datagrams on.
     #[arg(long, value_name = "HOST:PORT", requires = "to")]
     listen: Option<String>,
-    /// Ingress: the overlay destination of the datagrams.
-    #[arg(long, value_name = "NODE:PORT", requires = "listen")]
+    /// Ingress: the overlay destination of the datagrams: `NODE:PORT` (one node),
+    /// `group:GROUP:PORT` (every member of a multicast group) or `anycast:GROUP:PORT` (the
+    /// nearest member).
+    #[arg(long, value_name = "DEST", requires = "listen")]
     to: Option<String>,
     /// Ingress: the flow's service: `best-effort`, `reliable` or `realtime[:DEADLINE_MS[:N:M]]`
     /// (`realtime` alone is `realtime:200:3:2`). Passed to the node, which may refuse it.
@@ -51,14 +54,26 @@ pub(crate) struct GatewayArgs {
     /// Ingress: bytes that may wait for credit at most; more are dropped and counted.
     #[arg(long, value_name = "BYTES", default_value_t = QueueLimits::default().bytes)]
     queue_bytes: usize,
-    /// Egress: the overlay port to bind and receive on.
+    /// Egress: the overlay port to bind and receive on; with --join, the port of the group's
+    /// messages to deliver.
     #[arg(long, value_name = "PORT", requires = "deliver")]
     port: Option<String>,
     /// Egress: the local UDP address to send each delivered message to.
     #[arg(long, value_name = "HOST:PORT", requires = "port")]
     deliver: Option<String>,
+    /// Egress: join this group (1..=4294967295) and deliver its messages to --port (sent to
+    /// `group:GROUP:PORT` or `anycast:GROUP:PORT`) instead of binding --port.
+    #[arg(long, value_name = "GROUP", requires = "port")]
+    join: Option<String>,
+    /// Egress with --join: bind --port as well, so messages to `NODE:PORT` are delivered too.
+    #[arg(long, requires = "join")]
+    bind: bool,
     /// Run the mappings of this TOML file (`[[ingress]]` and `[[egress]]` tables) instead.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["listen", "to", "port", "deliver"])]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["listen", "to", "port", "deliver", "join", "bind"]
+    )]
     config: Option<PathBuf>,
     /// Print every mapping's counters every S seconds (0: only at exit).
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -137,8 +152,13 @@ impl GatewayArgs {
             config.mappings.push(MappingSpec::Ingress(spec));
         }
         if let (Some(port), Some(deliver)) = (&self.port, &self.deliver) {
-            let spec =
+            let mut spec =
                 EgressSpec::parse("--", socket, port, deliver).map_err(|e| gw("")(e.into()))?;
+            if let Some(group) = &self.join {
+                spec = spec
+                    .with_join("--join", group, self.bind)
+                    .map_err(|e| gw("")(e.into()))?;
+            }
             config.mappings.push(MappingSpec::Egress(spec));
         }
         config.check().map_err(|e| gw("")(e.into()))?;

@@ -12,6 +12,7 @@ use std::io::{BufRead as _, BufReader, Read};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -136,6 +137,77 @@ pub fn receive(sink: UdpSocket, count: usize, idle: Duration) -> JoinHandle<Vec<
         }
         got
     })
+}
+
+/// The PID of MPEG-TS null packets, which receivers discard: the warm-up datagrams.
+pub const NULL_PID: u16 = 0x1fff;
+
+/// Whether a datagram is a warm-up one: its first TS packet has the null PID.
+pub fn is_warm_up(d: &[u8]) -> bool {
+    d.len() >= 3 && (u16::from(d[1] & 0x1f) << 8 | u16::from(d[2])) == NULL_PID
+}
+
+/// A receiving thread that also says how many datagrams it has so far.
+pub struct CountingReceiver {
+    pub seen: Arc<AtomicUsize>,
+    pub handle: JoinHandle<Vec<Vec<u8>>>,
+}
+
+impl CountingReceiver {
+    /// Receives on `sink` until `count` datagrams other than warm-up ones came, or nothing
+    /// came for `idle` after the first one (at most `first_within` waiting for the first).
+    pub fn start(
+        sink: UdpSocket,
+        count: usize,
+        idle: Duration,
+        first_within: Duration,
+    ) -> CountingReceiver {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        let handle = std::thread::spawn(move || {
+            sink.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 65_536];
+            let start = Instant::now();
+            let mut last: Option<Instant> = None;
+            let mut stream = 0;
+            while stream < count {
+                match last {
+                    None if start.elapsed() > first_within => break,
+                    Some(t) if t.elapsed() > idle => break,
+                    _ => {}
+                }
+                if let Ok(n) = sink.recv(&mut buf) {
+                    let d = buf[..n].to_vec();
+                    stream += usize::from(!is_warm_up(&d));
+                    got.push(d);
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    last = Some(Instant::now());
+                }
+            }
+            got
+        });
+        CountingReceiver { seen, handle }
+    }
+
+    /// Datagrams received so far.
+    pub fn seen(&self) -> usize {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// What it received: (warm-up datagrams before the stream, the rest). Panics if a
+    /// warm-up datagram came after the stream began (the order was broken).
+    pub fn join(self) -> (usize, Vec<Vec<u8>>) {
+        let got = self.handle.join().unwrap();
+        let warm = got.iter().take_while(|d| is_warm_up(d)).count();
+        let rest = got[warm..].to_vec();
+        assert!(
+            !rest.iter().any(|d| is_warm_up(d)),
+            "a warm-up datagram came after the stream began"
+        );
+        (warm, rest)
+    }
 }
 
 /// Checks that `got` is exactly `sent` (same datagrams, same bytes, same order) and that its

@@ -12,7 +12,8 @@
 //!
 //! [[ingress]]
 //! listen = "127.0.0.1:5000"      # the local UDP address to receive datagrams on
-//! to = "4:5000"                  # the overlay destination NODE:PORT
+//! to = "4:5000"                  # the overlay destination NODE:PORT, group:GROUP:PORT
+//!                                # (every member of a multicast group) or anycast:GROUP:PORT
 //! service = "best-effort"        # or "reliable", "realtime[:DEADLINE_MS[:N:M]]"
 //! # from_port = 0                # the overlay port to send from (0: any free one)
 //! # queue_datagrams = 1024       # bounds of the queue of datagrams waiting for credit
@@ -21,6 +22,12 @@
 //! [[egress]]
 //! port = 5001                    # the overlay port to bind on this node
 //! deliver = "127.0.0.1:6001"     # the local UDP address to send each message to
+//!
+//! [[egress]]
+//! join = 7                       # join group 7: its messages to port 5002 (from ingresses
+//! port = 5002                    #   with to = "group:7:5002") go to deliver
+//! deliver = "127.0.0.1:6002"
+//! # bind = true                  # also bind port 5002 (default: only without join)
 //! ```
 
 use core::fmt;
@@ -28,7 +35,8 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use weft_shared::ids::Port;
+use weft_shared::ids::{GroupId, Port};
+use weft_shared::session::Destination;
 
 use super::service::{ServiceText, parse_service};
 use crate::service::{Addr, Service};
@@ -65,8 +73,8 @@ pub struct IngressSpec {
     pub socket: PathBuf,
     /// The local UDP address to receive on.
     pub listen: SocketAddr,
-    /// The overlay destination.
-    pub to: Addr,
+    /// The overlay destination: a port on one node, or on a multicast or anycast group.
+    pub to: Destination,
     /// The flow's service, passed to the node as is.
     pub service: Service,
     /// The overlay port to send from; `Port(0)` lets the node pick a free one.
@@ -75,13 +83,21 @@ pub struct IngressSpec {
     pub queue: QueueLimits,
 }
 
-/// An egress mapping: messages delivered to overlay port `port` go to `deliver` as datagrams.
+/// An egress mapping: messages delivered to overlay port `port` (bound on the node, for
+/// senders to `NODE:PORT`) or sent to `group:GROUP:PORT` of the group it joined go to
+/// `deliver` as datagrams.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EgressSpec {
     /// The local node's session socket.
     pub socket: PathBuf,
-    /// The overlay port to bind (not 0: senders must know it).
+    /// The overlay port (not 0: senders must know it): bound if `bind`, and the port of the
+    /// joined group's messages this mapping delivers.
     pub port: Port,
+    /// The group to join, if any; its messages to `port` are delivered (those to its other
+    /// ports are counted, `other_port`, and discarded).
+    pub join: Option<GroupId>,
+    /// Whether to bind `port` on the node (always without `join`; with it, only if asked).
+    pub bind: bool,
     /// The local UDP address each message is sent to.
     pub deliver: SocketAddr,
 }
@@ -95,6 +111,21 @@ pub enum MappingSpec {
     Egress(EgressSpec),
 }
 
+/// A destination as [`parse_destination`] reads it: `4:5000`, `group:7:5000` (multicast) or
+/// `anycast:7:5000`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestinationText(pub Destination);
+
+impl fmt::Display for DestinationText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Destination::Node { node, port } => write!(f, "{node}:{port}"),
+            Destination::Multicast { group, port } => write!(f, "group:{group}:{port}"),
+            Destination::Anycast { group, port } => write!(f, "anycast:{group}:{port}"),
+        }
+    }
+}
+
 impl fmt::Display for IngressSpec {
     /// `ingress udp 127.0.0.1:5000 -> overlay 4:5000 (best-effort)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -102,20 +133,26 @@ impl fmt::Display for IngressSpec {
             f,
             "ingress udp {} -> overlay {} ({})",
             self.listen,
-            self.to,
+            DestinationText(self.to),
             ServiceText(self.service)
         )
     }
 }
 
 impl fmt::Display for EgressSpec {
-    /// `egress overlay port 5000 -> udp 127.0.0.1:6000`.
+    /// `egress overlay port 5000 -> udp 127.0.0.1:6000`, `egress overlay group:7:5000 -> udp
+    /// 127.0.0.1:6000` (joined, not bound), or `egress overlay port 5000 and group:7:5000 ->
+    /// udp 127.0.0.1:6000` (both).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "egress overlay port {} -> udp {}",
-            self.port, self.deliver
-        )
+        f.write_str("egress overlay ")?;
+        if self.bind {
+            write!(f, "port {}", self.port)?;
+        }
+        if let Some(group) = self.join {
+            let and = if self.bind { " and " } else { "" };
+            write!(f, "{and}group:{group}:{}", self.port)?;
+        }
+        write!(f, " -> udp {}", self.deliver)
     }
 }
 
@@ -174,6 +211,72 @@ pub fn parse_overlay_addr(field: &str, text: &str) -> Result<Addr, SpecError> {
         .map_err(|e| SpecError::new(field, e.to_string()))
 }
 
+/// What a group destination looks like, for error messages.
+const GROUP_FORMS: &str = "group:GROUP:PORT (multicast: every member) or anycast:GROUP:PORT \
+                           (the nearest member) with GROUP in 1..=4294967295 and PORT in 0..=65535";
+
+/// Parses a group number, `1..=4294967295` (group 0 is not a group).
+pub fn parse_group(field: &str, text: &str) -> Result<GroupId, SpecError> {
+    match text.parse::<u32>() {
+        Ok(0) => Err(SpecError::new(
+            field,
+            format!("bad group {text:?}: group 0 is not a group; groups are 1..=4294967295"),
+        )),
+        Ok(g) => Ok(GroupId(g)),
+        Err(_) => Err(SpecError::new(
+            field,
+            format!("bad group {text:?}: expected a whole number in 1..=4294967295"),
+        )),
+    }
+}
+
+/// Parses an ingress destination: `NODE:PORT` (one node), `group:GROUP:PORT` (every member
+/// of a multicast group; `multicast:GROUP:PORT` is the same) or `anycast:GROUP:PORT` (the
+/// nearest member).
+///
+/// ```
+/// use weft_client::gateway::{DestinationText, parse_destination};
+///
+/// let to = parse_destination("--to", "group:7:4000")?;
+/// assert_eq!(DestinationText(to).to_string(), "group:7:4000");
+/// assert!(parse_destination("--to", "group:0:4000").is_err());
+/// # Ok::<(), weft_client::gateway::SpecError>(())
+/// ```
+pub fn parse_destination(field: &str, text: &str) -> Result<Destination, SpecError> {
+    let group_kind = text.split_once(':').and_then(|(kind, rest)| match kind {
+        "group" | "multicast" => Some((true, rest)),
+        "anycast" => Some((false, rest)),
+        _ => None,
+    });
+    let Some((multicast, rest)) = group_kind else {
+        return text
+            .parse::<Addr>()
+            .map(Destination::from)
+            .map_err(|e| SpecError::new(field, format!("{e}, or {GROUP_FORMS}")));
+    };
+    let bad = |why: &str| {
+        SpecError::new(
+            field,
+            format!("bad group address {text:?}: {why}; expected {GROUP_FORMS}"),
+        )
+    };
+    let (group, port) = rest.split_once(':').ok_or_else(|| bad("no port"))?;
+    let group = match group.parse::<u32>() {
+        Ok(0) => return Err(bad("group 0 is not a group")),
+        Ok(g) => GroupId(g),
+        Err(_) => return Err(bad(&format!("the group {group:?} is not a number"))),
+    };
+    let port = port
+        .parse::<u16>()
+        .map(Port)
+        .map_err(|_| bad(&format!("the port {port:?} is not a number in 0..=65535")))?;
+    Ok(if multicast {
+        Destination::Multicast { group, port }
+    } else {
+        Destination::Anycast { group, port }
+    })
+}
+
 /// Parses an overlay port, `0..=65535` (`allow_zero`) or `1..=65535`.
 pub fn parse_port(field: &str, text: &str, allow_zero: bool) -> Result<Port, SpecError> {
     let low = u16::from(!allow_zero);
@@ -200,7 +303,7 @@ impl IngressSpec {
         service: &str,
     ) -> Result<IngressSpec, SpecError> {
         let listen = parse_udp_addr(&format!("{field}listen"), listen)?;
-        let to = parse_overlay_addr(&format!("{field}to"), to)?;
+        let to = parse_destination(&format!("{field}to"), to)?;
         let service = parse_service(service)
             .map_err(|e| SpecError::new(&format!("{field}service"), e.to_string()))?;
         Ok(IngressSpec {
@@ -238,7 +341,8 @@ impl IngressSpec {
 }
 
 impl EgressSpec {
-    /// An egress spec from option texts; `field` as for [`IngressSpec::parse`].
+    /// An egress spec from option texts that binds `port`; `field` as for
+    /// [`IngressSpec::parse`].
     pub fn parse(
         field: &str,
         socket: &Path,
@@ -257,8 +361,19 @@ impl EgressSpec {
         Ok(EgressSpec {
             socket: socket.to_owned(),
             port,
+            join: None,
+            bind: true,
             deliver,
         })
+    }
+
+    /// The same spec joining `group` (the text of a group number; `field` names it in
+    /// errors), delivering the group's messages to its port; the port is bound as well only
+    /// if `bind`.
+    pub fn with_join(mut self, field: &str, group: &str, bind: bool) -> Result<Self, SpecError> {
+        self.join = Some(parse_group(field, group)?);
+        self.bind = bind;
+        Ok(self)
     }
 }
 
@@ -297,6 +412,8 @@ struct RawEgress {
     socket: Option<PathBuf>,
     port: u16,
     deliver: String,
+    join: Option<i64>,
+    bind: Option<bool>,
 }
 
 impl GatewayConfig {
@@ -338,7 +455,24 @@ impl GatewayConfig {
         for (i, r) in raw.egress.iter().enumerate() {
             let field = format!("egress[{i}].");
             let socket = socket(r.socket.as_deref(), &field)?;
-            let spec = EgressSpec::parse(&field, &socket, &r.port.to_string(), &r.deliver)?;
+            let mut spec = EgressSpec::parse(&field, &socket, &r.port.to_string(), &r.deliver)?;
+            match (r.join, r.bind) {
+                (Some(group), bind) => {
+                    spec = spec.with_join(
+                        &format!("{field}join"),
+                        &group.to_string(),
+                        bind.unwrap_or(false),
+                    )?;
+                }
+                (None, Some(false)) => {
+                    return Err(SpecError::new(
+                        &format!("{field}bind"),
+                        "an egress that joins no group must bind its port: \
+                         remove bind = false or add join = GROUP",
+                    ));
+                }
+                (None, _) => {}
+            }
             config.mappings.push(MappingSpec::Egress(spec));
         }
         config.check()?;
@@ -359,12 +493,20 @@ impl GatewayConfig {
             for earlier in &self.mappings[..i] {
                 let clash = match (m, earlier) {
                     (MappingSpec::Ingress(a), MappingSpec::Ingress(b)) => a.listen == b.listen,
+                    // Two members of one group on one node each get every message: a clash
+                    // only if they would send each one twice to the same address.
                     (MappingSpec::Egress(a), MappingSpec::Egress(b)) => {
-                        a.port == b.port && a.socket == b.socket
+                        a.socket == b.socket
+                            && a.port == b.port
+                            && ((a.bind && b.bind)
+                                || (a.join.is_some() && a.join == b.join && a.deliver == b.deliver))
                     }
                     (MappingSpec::Ingress(a), MappingSpec::Egress(b))
                     | (MappingSpec::Egress(b), MappingSpec::Ingress(a)) => {
-                        a.from_port.0 != 0 && a.from_port == b.port && a.socket == b.socket
+                        b.bind
+                            && a.from_port.0 != 0
+                            && a.from_port == b.port
+                            && a.socket == b.socket
                     }
                 };
                 if clash {
@@ -397,7 +539,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.listen, "127.0.0.1:5000".parse().unwrap());
-        assert_eq!(s.to.to_string(), "4:5000");
+        assert_eq!(DestinationText(s.to).to_string(), "4:5000");
         assert_eq!(s.service.protocol(), LinkProtocol::Reliable);
         assert_eq!(
             s.to_string(),
@@ -440,6 +582,121 @@ mod tests {
         }
         let e = IngressSpec::parse("--", p, "127.0.0.1:1", "4", "best-effort").unwrap_err();
         assert!(e.to_string().contains("NODE:PORT"), "{e}");
+    }
+
+    #[test]
+    fn group_destinations_parse_and_print() {
+        for (text, want, printed) in [
+            (
+                "group:7:4000",
+                Destination::Multicast {
+                    group: GroupId(7),
+                    port: Port(4000),
+                },
+                "group:7:4000",
+            ),
+            (
+                "multicast:7:4000",
+                Destination::Multicast {
+                    group: GroupId(7),
+                    port: Port(4000),
+                },
+                "group:7:4000",
+            ),
+            (
+                "anycast:4294967295:1",
+                Destination::Anycast {
+                    group: GroupId(u32::MAX),
+                    port: Port(1),
+                },
+                "anycast:4294967295:1",
+            ),
+            (
+                "4:5000",
+                Destination::from("4:5000".parse::<Addr>().unwrap()),
+                "4:5000",
+            ),
+        ] {
+            let d = parse_destination("--to", text).unwrap();
+            assert_eq!(d, want, "{text}");
+            assert_eq!(DestinationText(d).to_string(), printed);
+        }
+        let s = IngressSpec::parse(
+            "--",
+            Path::new("/s"),
+            "127.0.0.1:5000",
+            "group:7:4000",
+            "realtime",
+        )
+        .unwrap();
+        assert_eq!(
+            s.to_string(),
+            "ingress udp 127.0.0.1:5000 -> overlay group:7:4000 (realtime:200:3:2)"
+        );
+        for (bad, why) in [
+            ("group:0:4000", "group 0 is not a group"),
+            ("anycast:0:1", "group 0 is not a group"),
+            ("group:7", "no port"),
+            ("group:x:1", "the group \"x\" is not a number"),
+            ("group:4294967296:1", "is not a number"),
+            ("group:7:70000", "the port \"70000\""),
+            ("group::1", "is not a number"),
+            ("groups:7:1", "expected NODE:PORT"),
+        ] {
+            let e = parse_destination("--to", bad).unwrap_err();
+            assert_eq!(e.field, "--to");
+            assert!(e.message.contains(why), "{bad}: {e}");
+            assert!(e.message.contains("group:GROUP:PORT"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn egresses_join_groups_and_bind_as_asked() {
+        let p = Path::new("/s");
+        let plain = EgressSpec::parse("--", p, "5000", "127.0.0.1:6000").unwrap();
+        assert!(plain.bind && plain.join.is_none());
+        let member = plain.clone().with_join("--join", "7", false).unwrap();
+        assert_eq!((member.join, member.bind), (Some(GroupId(7)), false));
+        assert_eq!(
+            member.to_string(),
+            "egress overlay group:7:5000 -> udp 127.0.0.1:6000"
+        );
+        let both = plain.clone().with_join("--join", "7", true).unwrap();
+        assert_eq!(
+            both.to_string(),
+            "egress overlay port 5000 and group:7:5000 -> udp 127.0.0.1:6000"
+        );
+        for bad in ["0", "-1", "x", "4294967296", ""] {
+            let e = plain.clone().with_join("--join", bad, false).unwrap_err();
+            assert_eq!(e.field, "--join", "{bad}");
+        }
+        let e = plain.clone().with_join("--join", "0", false).unwrap_err();
+        assert!(e.message.contains("group 0 is not a group"), "{e}");
+
+        // From a file: join alone (not bound), join with bind, and the default.
+        let c = GatewayConfig::from_toml(
+            "socket = \"/s\"\n\
+             [[egress]]\njoin = 7\nport = 5000\ndeliver = \"127.0.0.1:6000\"\n\
+             [[egress]]\njoin = 7\nport = 5000\ndeliver = \"127.0.0.1:6001\"\n\
+             [[egress]]\njoin = 8\nbind = true\nport = 5000\ndeliver = \"127.0.0.1:6002\"\n",
+            None,
+        )
+        .unwrap();
+        let e: Vec<&EgressSpec> = c
+            .mappings
+            .iter()
+            .map(|m| match m {
+                MappingSpec::Egress(e) => e,
+                MappingSpec::Ingress(_) => panic!("egress only"),
+            })
+            .collect();
+        assert_eq!((e[0].join, e[0].bind), (Some(GroupId(7)), false));
+        assert_eq!(
+            (e[1].join, e[1].bind),
+            (Some(GroupId(7)), false),
+            "two members of one group on one node, to two addresses: no clash"
+        );
+        assert_eq!((e[2].join, e[2].bind), (Some(GroupId(8)), true));
     }
 
     #[test]
@@ -531,6 +788,29 @@ mod tests {
                 "socket = \"/s\"\n[[ingress]]\nlisten = \"127.0.0.1:1\"\nto = \"4:1\"\n\
                  queue_datagrams = 0",
                 "ingress[0].queue_datagrams",
+            ),
+            (
+                "socket = \"/s\"\n[[ingress]]\nlisten = \"127.0.0.1:1\"\nto = \"group:0:1\"",
+                "ingress[0].to",
+            ),
+            (
+                "socket = \"/s\"\n[[egress]]\njoin = 0\nport = 1\ndeliver = \"127.0.0.1:1\"",
+                "egress[0].join",
+            ),
+            (
+                "socket = \"/s\"\n[[egress]]\nbind = false\nport = 1\ndeliver = \"127.0.0.1:1\"",
+                "egress[0].bind",
+            ),
+            (
+                "socket = \"/s\"\n[[egress]]\njoin = 7\nport = 1\ndeliver = \"127.0.0.1:1\"\n\
+                 [[egress]]\njoin = 7\nport = 1\ndeliver = \"127.0.0.1:1\"",
+                "gateway",
+            ),
+            (
+                "socket = \"/s\"\n[[egress]]\njoin = 7\nbind = true\nport = 1\n\
+                 deliver = \"127.0.0.1:1\"\n\
+                 [[egress]]\nport = 1\ndeliver = \"127.0.0.1:2\"",
+                "gateway",
             ),
         ] {
             let e = GatewayConfig::from_toml(text, None).unwrap_err();

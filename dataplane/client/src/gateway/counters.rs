@@ -90,7 +90,7 @@ counters! {
     EgressCounters =>
     /// A snapshot of [`EgressCounters`].
     EgressStats {
-        /// Messages delivered by the node.
+        /// Messages delivered by the node for this mapping (to its port, or to its group's).
         delivered,
         /// Their bytes.
         delivered_bytes,
@@ -103,6 +103,9 @@ counters! {
         refused,
         /// Messages cut to fit the buffer (never expected: the buffer holds the largest).
         truncated,
+        /// Messages of the joined group for another of its ports (not this mapping's stream;
+        /// discarded).
+        other_port,
         /// Distinct (source, flow) streams seen.
         streams,
         /// Times a message's end-to-end sequence number skipped ahead of the next expected one.

@@ -1,6 +1,12 @@
 //! [`Egress`]: messages delivered to one overlay port, out as UDP datagrams to one local
 //! address, unchanged, in the order the node delivers them.
 //!
+//! The messages are those sent to the port bound on the node (`NODE:PORT`), those sent to
+//! `group:GROUP:PORT` or `anycast:GROUP:PORT` of the group the egress joined, or both. A
+//! member gets every message of its group whatever its port: those for another port of the
+//! group are counted (`other_port`) and discarded, so several streams can share a group. Each
+//! egress joined to a group gets its own copy of every message, on one node or many.
+//!
 //! The UDP socket is connected to the deliver address, so the kernel reports a receiver that
 //! is not there (ICMP port unreachable, `ECONNREFUSED` on the next send); the gateway counts
 //! that (`refused`), retries the datagram once and goes on, so a player may start after the
@@ -12,8 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use weft_shared::ids::Port;
-use weft_shared::session::MAX_PAYLOAD;
+use weft_shared::ids::{GroupId, NodeId, Port};
+use weft_shared::session::{DeliveredTo, MAX_PAYLOAD};
 
 use super::config::EgressSpec;
 use super::counters::{EgressCounters, EgressStats, add};
@@ -25,11 +31,12 @@ use crate::queue::Delivered;
 /// How long a receive waits at most between checks of the stop flag.
 const TICK: Duration = Duration::from_millis(50);
 
-/// An open egress gateway: a session with the local node bound to one overlay port, and a UDP
-/// socket connected to the deliver address.
+/// An open egress gateway: a session with the local node bound to one overlay port or joined
+/// to a group (or both), and a UDP socket connected to the deliver address.
 #[derive(Debug)]
 pub struct Egress {
     spec: EgressSpec,
+    node: NodeId,
     client: Client,
     udp: UdpSocket,
     buf: Box<[u8]>,
@@ -40,9 +47,10 @@ pub struct Egress {
 }
 
 impl Egress {
-    /// Connects to the node, binds the overlay port and makes the UDP socket. Each failure
-    /// says which step failed: no node at the socket, the overlay port in use, a deliver
-    /// address this host cannot send to.
+    /// Connects to the node, makes the UDP socket, binds the overlay port and joins the group
+    /// (as the spec asks). Each failure says which step failed: no node at the socket, a
+    /// deliver address this host cannot send to, the overlay port in use, a join the node
+    /// refused (too many groups).
     pub fn open(spec: &EgressSpec) -> Result<Egress, GatewayError> {
         let mut client = Client::connect(&spec.socket, "weft-gateway-egress")
             .map_err(GatewayError::node("connecting to the local node"))?;
@@ -57,13 +65,21 @@ impl Egress {
         };
         let udp = UdpSocket::bind(any).map_err(deliver_err)?;
         udp.connect(spec.deliver).map_err(deliver_err)?;
-        let port = client.bind(spec.port).map_err(GatewayError::node(format!(
-            "binding overlay port {} on node {node}",
-            spec.port
-        )))?;
-        debug_assert_eq!(port, spec.port, "a non-zero port binds as asked");
+        if spec.bind {
+            let port = client.bind(spec.port).map_err(GatewayError::node(format!(
+                "binding overlay port {} on node {node}",
+                spec.port
+            )))?;
+            debug_assert_eq!(port, spec.port, "a non-zero port binds as asked");
+        }
+        if let Some(group) = spec.join {
+            client.join(group).map_err(GatewayError::node(format!(
+                "joining group {group} on node {node}"
+            )))?;
+        }
         Ok(Egress {
             spec: spec.clone(),
+            node,
             client,
             udp,
             buf: vec![0; MAX_PAYLOAD].into_boxed_slice(),
@@ -79,9 +95,30 @@ impl Egress {
         &self.spec
     }
 
-    /// The overlay port it receives on.
+    /// The overlay port it receives on (bound, or the joined group's port it delivers).
     pub fn port(&self) -> Port {
         self.spec.port
+    }
+
+    /// The group it joined, if any.
+    pub fn group(&self) -> Option<GroupId> {
+        self.spec.join
+    }
+
+    /// The node it is a client of.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Whether a delivered message is this mapping's: to the bound port, or to the joined
+    /// group's port (multicast or anycast).
+    fn wanted(&self, d: &Delivered) -> bool {
+        match d.to {
+            DeliveredTo::Node => self.spec.bind && d.to_port == self.spec.port,
+            DeliveredTo::Multicast(g) | DeliveredTo::Anycast(g) => {
+                self.spec.join == Some(g) && d.to_port == self.spec.port
+            }
+        }
     }
 
     /// Its counters, shared with whoever prints them.
@@ -101,9 +138,14 @@ impl Egress {
         Ok(())
     }
 
-    /// Sends one delivered message on as a datagram, and checks its sequence number.
+    /// Sends one delivered message on as a datagram, and checks its sequence number; a group
+    /// message for another port is counted and dropped.
     fn deliver(&mut self, d: &Delivered) {
         let c = &self.counters;
+        if !self.wanted(d) {
+            add(&c.other_port, 1);
+            return;
+        }
         add(&c.delivered, 1);
         add(&c.delivered_bytes, d.len as u64);
         match self.seq.record(d.from, d.flow, d.seq) {

@@ -4,6 +4,10 @@
 //! (up to [`READ_BURST`] per turn) into the FIFO, then send from the FIFO's front as many as
 //! the flow's credits take, in batches of up to [`SEND_BATCH`] (one write each). Every datagram
 //! goes through the FIFO, so order is kept whatever the credits do.
+//!
+//! The destination is one node's port, or a group's: every member of a multicast group gets
+//! each message (the overlay copies it once per tree link), the nearest member of an anycast
+//! group gets it. The gateway sends the same way to all three.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -14,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use weft_shared::session::MAX_PAYLOAD;
+use weft_shared::session::{Destination, MAX_PAYLOAD};
 
-use super::config::IngressSpec;
+use super::config::{DestinationText, IngressSpec};
 use super::counters::{IngressCounters, IngressStats, add, raise, set};
 use super::fifo::DatagramFifo;
 use super::{GatewayError, Warning};
@@ -91,7 +95,7 @@ impl Ingress {
             .open_flow(port, spec.to, spec.service)
             .map_err(GatewayError::node(format!(
                 "opening a flow from {node}:{port} to {} with service {}",
-                spec.to,
+                DestinationText(spec.to),
                 super::ServiceText(spec.service)
             )))?;
         client.set_nonblocking(true);
@@ -282,13 +286,24 @@ impl Ingress {
             | ServerError::Internal { .. }
             | ServerError::NoCredit { .. }
             | ServerError::MessageTooLarge { .. } => {
-                self.warn_node
-                    .warn(&self.spec, &format_args!("the node dropped a message: {e}"));
+                // A group no member has joined yet (or whose joins have not reached this
+                // node) has no tree: the node drops the message as "no group members".
+                let hint = match self.spec.to {
+                    Destination::Node { .. } => "",
+                    Destination::Multicast { .. } | Destination::Anycast { .. } => {
+                        " (for a group: no member has joined it, or the joins have not \
+                         reached this node yet)"
+                    }
+                };
+                self.warn_node.warn(
+                    &self.spec,
+                    &format_args!("the node dropped a message: {e}{hint}"),
+                );
                 Ok(())
             }
             other => Err(GatewayError::node(format!(
                 "sending to {} with service {}",
-                self.spec.to,
+                DestinationText(self.spec.to),
                 super::ServiceText(self.spec.service)
             ))(ClientError::Server(other))),
         }

@@ -3,14 +3,17 @@
 //! `weft gateway` (the launcher's subcommand, `docs/gateway.md`) runs it.
 //!
 //! - **Ingress** ([`Ingress`]): receives datagrams on a local UDP address and sends each as one
-//!   message on an overlay flow to `NODE:PORT` with the chosen [`Service`](crate::Service).
+//!   message on an overlay flow to `NODE:PORT`, or to a group (`group:GROUP:PORT`, every
+//!   member; `anycast:GROUP:PORT`, the nearest) with the chosen [`Service`](crate::Service).
 //!   A datagram larger than the node's payload limit (`Welcome.max_payload`) is dropped and
 //!   counted. While the flow has no credit, datagrams **wait** in a bounded FIFO
 //!   ([`QueueLimits`]); when it is full, arriving datagrams are **dropped and counted**
 //!   (`dropped_queue_full`). The gateway keeps reading its UDP socket meanwhile, so the drops
 //!   are its own, counted ones, not the kernel's.
-//! - **Egress** ([`Egress`]): binds an overlay port and sends every delivered message as one
-//!   datagram to a local UDP address, in the order the node delivers them. It reorders nothing
+//! - **Egress** ([`Egress`]): binds an overlay port, or joins a group and takes its messages
+//!   to that port (or both), and sends every delivered message as one datagram to a local UDP
+//!   address, in the order the node delivers them. Egresses on several nodes joined to one
+//!   group each get every message of a multicast stream. It reorders nothing
 //!   and holds nothing back; the flow's service decides the order (best effort may reorder or
 //!   lose messages when routes change; [`SeqCheck`] counts gaps and late messages).
 //! - **Several mappings** run in one process, one thread and one session each ([`Running`]);
@@ -57,8 +60,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub use config::{
-    EgressSpec, GatewayConfig, IngressSpec, MAX_QUEUE, MappingSpec, QueueLimits, SpecError,
-    parse_overlay_addr, parse_port, parse_udp_addr,
+    DestinationText, EgressSpec, GatewayConfig, IngressSpec, MAX_QUEUE, MappingSpec, QueueLimits,
+    SpecError, parse_destination, parse_group, parse_overlay_addr, parse_port, parse_udp_addr,
 };
 pub use counters::{EgressCounters, EgressStats, GatewayStats, IngressCounters, IngressStats};
 pub use egress::Egress;

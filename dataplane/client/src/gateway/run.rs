@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::GatewayError;
-use super::config::MappingSpec;
+use super::config::{DestinationText, MappingSpec};
 use super::counters::{EgressCounters, GatewayStats, IngressCounters};
 use super::egress::Egress;
 use super::ingress::Ingress;
@@ -67,18 +67,26 @@ impl Gateway {
     }
 
     /// The mapping with what opening it found out, for a start-up line: the UDP address
-    /// bound, the overlay address sent from, the node's payload limit.
+    /// bound, the overlay address sent from, the node's payload limit; the group an egress
+    /// joined, on which node.
     pub fn describe(&self) -> String {
         match self {
             Gateway::Ingress(g) => format!(
                 "ingress udp {} -> overlay {} ({}, from {}, at most {} B per datagram)",
                 g.local_addr(),
-                g.spec().to,
+                DestinationText(g.spec().to),
                 ServiceText(g.spec().service),
                 g.from(),
                 g.max_payload()
             ),
-            Gateway::Egress(g) => g.spec().to_string(),
+            Gateway::Egress(g) => match g.group() {
+                Some(group) => format!(
+                    "{} (member of group {group} on node {})",
+                    g.spec(),
+                    g.node()
+                ),
+                None => g.spec().to_string(),
+            },
         }
     }
 
