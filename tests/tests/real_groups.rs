@@ -652,3 +652,76 @@ fn a_real_time_multicast_flow_is_recovered_per_tree_link_over_a_lossy_link() {
         "the losses were not recovered"
     );
 }
+
+#[test]
+fn on_the_reference_topology_one_source_reaches_members_on_five_nodes_once_per_tree_edge() {
+    const COUNT: u64 = 1_000;
+    // The 12 nodes and 22 links of config/reference.toml, at their base costs (on loopback the
+    // measured latency stays under them, so the trees are the base-cost trees).
+    let reference = weft_shared::config::Config::load(
+        weft_tests::overlay::workspace_root().join("config/reference.toml"),
+    )
+    .unwrap();
+    let links: Vec<LinkSpec> = reference
+        .links()
+        .iter()
+        .map(|l| {
+            let [a, b] = l.nodes();
+            LinkSpec {
+                id: l.id().get(),
+                a: a.get(),
+                b: b.get(),
+                cost_us: l.cost_us(),
+            }
+        })
+        .collect();
+    let o = Overlay::start("grp-ref", 12, &links, Start::Separate);
+    o.wait_converged(Duration::from_secs(30));
+    // Boston sends; members in Miami, Chicago, Dallas, Seattle and Los Angeles.
+    let member_nodes = [5u16, 6, 7, 9, 11];
+    // The source's tree, computed here from the config alone: the union of the shortest
+    // paths' edges from Boston to each member.
+    let routes = weft_routing::spf::Graph::from_config(&reference)
+        .shortest_paths(weft_shared::ids::NodeId::new(1).unwrap());
+    let mut edges = std::collections::BTreeSet::new();
+    for &m in &member_nodes {
+        let path = routes.path_to(weft_shared::ids::NodeId::new(m).unwrap());
+        for w in path.windows(2) {
+            edges.insert((w[0], w[1]));
+        }
+    }
+    let members: Vec<(u16, Receiver)> = member_nodes
+        .iter()
+        .map(|&n| (n, Receiver::join(o.session_socket(n), GROUP)))
+        .collect();
+    let mut tx = Sender::open(
+        &o.session_socket(1),
+        SRC_PORT,
+        multicast(GROUP),
+        Service::default(),
+    );
+    let before = mcast_delivered(&o, &member_nodes);
+    tx.warm_up(Duration::from_secs(20), || {
+        delivered_everywhere(&o, &member_nodes, &before)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let copies_before: u64 = (1..=12).map(|n| counter(&o, n, "mcast_copies")).sum();
+    tx.stream(0, COUNT, 1_000, |_| {});
+    std::thread::sleep(Duration::from_millis(500));
+    let copies = (1..=12)
+        .map(|n| counter(&o, n, "mcast_copies"))
+        .sum::<u64>()
+        - copies_before;
+    assert_eq!(tx.refused, 0, "{:?}", tx.last_refusal);
+    for (node, m) in members {
+        let got = m.finish();
+        eprintln!("node {node}: {} of {COUNT}", got.distinct());
+        assert_eq!(got.duplicates(), 0, "node {node}");
+        assert_eq!(got.distinct() as u64, COUNT, "node {node}");
+    }
+    eprintln!(
+        "{copies} copies for {COUNT} messages; the tree from Boston has {} edges",
+        edges.len()
+    );
+    assert_eq!(copies, edges.len() as u64 * COUNT);
+}
