@@ -199,6 +199,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a wall-clock bound on how long the race runs; nothing depends on its value"
+    )]
     fn a_reader_racing_the_writer_sees_only_whole_sets() {
         let region = region();
         let w = LocalGroupsWriter::new(region.clone());
