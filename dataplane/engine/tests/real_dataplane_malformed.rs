@@ -44,6 +44,7 @@ fn malformed_datagrams_are_counted_and_forwarding_goes_on() {
         tx_time_ns: 1,
         echo: None,
         config_hash: 0,
+        key_epoch: None,
     };
     let mut good = [0u8; 128];
     let n = sender

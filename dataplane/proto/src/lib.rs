@@ -5,6 +5,7 @@
 //! touches a socket, so the engine and the simulator run the same code.
 //!
 //! - [`link_monitor`]: per-link hellos, RTT, loss, path up/down and the active path.
+//! - [`auth`]: per-link AES-GCM sealing and opening in place, replay windows and key epochs.
 //! - [`forward`]: the per-record pipeline (hello, control punt, deliver, forward, drops) and the
 //!   [`LinkSender`](forward::LinkSender) that builds outgoing link packets.
 //! - [`realtime`]: NM-Strikes, the real-time link protocol (spaced requests and retransmissions
@@ -12,6 +13,7 @@
 //! - [`reliable`]: hop-by-hop ARQ with in-order exactly-once delivery at the destination and
 //!   an end-to-end layer for flow control and crash recovery.
 
+pub mod auth;
 pub mod forward;
 pub mod link_monitor;
 pub mod link_slots;

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use super::error::{ConfigError, ConfigErrorKind as Kind, FieldPath};
 use super::raw::{RawConfig, RawLink, RawNode, RawOverlay, RawTimers};
 use super::types::{
-    Auth, Interface, IspName, Link, LinkPath, MAX_INTERFACES, Node, Overlay, PathEnd, Timers,
+    Auth, Interface, IspName, KeyFileRef, Link, LinkPath, MAX_INTERFACES, Node, Overlay, PathEnd,
+    Timers,
 };
 use super::{Config, SCHEMA_VERSION};
 use crate::ids::{LinkId, MAX_LINKS, MAX_NODE_ID, MAX_PATHS_PER_LINK, NodeId, PathId};
@@ -35,10 +36,14 @@ type Result<T> = core::result::Result<T, (FieldPath, Kind)>;
 
 /// Builds the typed config from `raw`; errors name `file`.
 pub(super) fn build(raw: &RawConfig, file: &str) -> core::result::Result<Config, ConfigError> {
-    build_inner(raw).map_err(|(path, kind)| ConfigError::new(file, path, kind))
+    // Key files are named relative to the config file's directory.
+    let base = std::path::Path::new(file)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    build_inner(raw, base).map_err(|(path, kind)| ConfigError::new(file, path, kind))
 }
 
-fn build_inner(raw: &RawConfig) -> Result<Config> {
+fn build_inner(raw: &RawConfig, base: &std::path::Path) -> Result<Config> {
     let root = FieldPath::root();
     if raw.schema != i64::from(SCHEMA_VERSION) {
         let found = raw.schema.to_string();
@@ -62,7 +67,13 @@ fn build_inner(raw: &RawConfig) -> Result<Config> {
     let mut link_ids: HashMap<LinkId, usize> = HashMap::new();
     let mut pairs: HashMap<[NodeId; 2], FieldPath> = HashMap::new();
     for (i, raw_link) in raw.links.iter().enumerate() {
-        links.push(link(raw_link, i, &nodes, &mut link_ids, &mut pairs)?);
+        let mut l = link(raw_link, i, &nodes, &mut link_ids, &mut pairs)?;
+        l.key_file = key_file(
+            raw_link,
+            base,
+            &FieldPath::root().key("link").entry(i, Some(l.id.get())),
+        )?;
+        links.push(l);
     }
     links.sort_by_key(Link::id);
     Ok(Config::assemble(overlay, timers, nodes, links))
@@ -543,7 +554,29 @@ fn link(
         cost_us: u32::try_from(cost).unwrap_or(u32::MAX),
         mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
         paths,
+        key_file: None,
     })
+}
+
+/// Longest key file name, in bytes.
+const MAX_KEY_FILE_LEN: usize = 4096;
+
+/// The link's key file, resolved against `base` (the config file's directory).
+fn key_file(raw: &RawLink, base: &std::path::Path, path: &FieldPath) -> Result<Option<KeyFileRef>> {
+    let Some(written) = &raw.key_file else {
+        return Ok(None);
+    };
+    if written.is_empty() || written.len() > MAX_KEY_FILE_LEN || written.contains('\0') {
+        let reason = format!(
+            "a key file name is 1..={MAX_KEY_FILE_LEN} bytes without NUL, found {} bytes",
+            written.len()
+        );
+        return Err((path.key("key_file"), Kind::bad(reason)));
+    }
+    Ok(Some(KeyFileRef {
+        written: written.clone(),
+        path: base.join(written),
+    }))
 }
 
 /// The end of a path on `node` for ISP `isp`, if the node has such an interface.

@@ -149,6 +149,21 @@ pub(super) fn hash(config: &Config) -> ConfigHash {
     config.nodes.iter().for_each(|n| e.node(n));
     e.len(config.links.len());
     config.links.iter().for_each(|l| e.link(l));
+    // Which links are authenticated, by key file name, never by key: a rotation changes the
+    // files, not the hash. Absent when no link has a key file, so older configs keep their hash.
+    let keyed: Vec<(u16, &str)> = config
+        .links
+        .iter()
+        .filter_map(|l| Some((l.id.get(), l.key_file_written()?)))
+        .collect();
+    if !keyed.is_empty() {
+        e.0.update(b"key-files\0");
+        e.len(keyed.len());
+        for (id, file) in keyed {
+            e.u16(id);
+            e.str(file);
+        }
+    }
     let digest = e.0.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

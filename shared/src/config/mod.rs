@@ -29,6 +29,7 @@
 mod build;
 mod error;
 mod hash;
+mod keys;
 mod locate;
 pub mod raw;
 mod types;
@@ -49,6 +50,7 @@ use crate::ids::{LinkId, NodeId};
 
 pub use error::{ConfigError, ConfigErrorKind, FieldPath, Location, Segment};
 pub use hash::ConfigHash;
+pub use keys::{EpochKey, KeyBytes, KeyFileError, LinkKeys, MAX_KEY_EPOCHS};
 pub use raw::RawConfig;
 pub use types::{
     Auth, Interface, IspName, Link, LinkEnd, LinkPath, LocalPath, MAX_INTERFACES, MAX_ISP_NAME_LEN,

@@ -117,4 +117,8 @@ pub struct RawLink {
     /// Interface pairs `["isp_of_A", "isp_of_B"]`; absent means the default pairing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<Vec<String>>>,
+    /// The link's key file (relative to the config file's directory); absent means the link
+    /// is not authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }

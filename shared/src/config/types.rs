@@ -263,6 +263,15 @@ pub struct Link {
     pub(super) cost_us: u32,
     pub(super) mtu: u16,
     pub(super) paths: Vec<LinkPath>,
+    pub(super) key_file: Option<KeyFileRef>,
+}
+
+/// A link's key file: as the config wrote it (part of the config hash) and resolved against
+/// the config file's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct KeyFileRef {
+    pub(super) written: String,
+    pub(super) path: std::path::PathBuf,
 }
 
 impl Link {
@@ -284,6 +293,17 @@ impl Link {
     /// The path MTU in bytes (576..=65535): the largest UDP datagram plus IP and UDP headers.
     pub fn mtu(&self) -> u16 {
         self.mtu
+    }
+
+    /// The link's key file, resolved against the config file's directory, if the link is
+    /// authenticated (read it with [`LinkKeys::load`](super::LinkKeys::load)).
+    pub fn key_file(&self) -> Option<&std::path::Path> {
+        self.key_file.as_ref().map(|k| k.path.as_path())
+    }
+
+    /// The key file name as the config wrote it.
+    pub fn key_file_written(&self) -> Option<&str> {
+        self.key_file.as_ref().map(|k| k.written.as_str())
     }
 
     /// The paths (1..=8), indexed by [`PathId`].

@@ -32,6 +32,9 @@ pub const MAX_NACK_SEQS: usize = 32;
 /// Length of the fixed part of a control envelope; the opaque body follows.
 pub const CONTROL_HEAD_LEN: usize = 16;
 
+/// Bit 8 of a hello's `key_epoch` field: the low byte is the newest key epoch the sender holds.
+pub const HELLO_KEY_EPOCH_PRESENT: u16 = 0x0100;
+
 /// A hello body as it sits on the wire.
 #[derive(
     FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug, PartialEq, Eq,
@@ -42,8 +45,9 @@ pub struct HelloBody {
     pub version_min: u8,
     /// Highest wire version the sender speaks.
     pub version_max: u8,
-    /// Reserved, must be zero.
-    pub reserved: U16,
+    /// The newest key epoch the sender holds for this link: [`HELLO_KEY_EPOCH_PRESENT`] plus
+    /// the epoch in the low byte, or 0 on a link without keys. Other bits reserved.
+    pub key_epoch: U16,
     /// Sender's hello counter on this path.
     pub hello_seq: U32,
     /// Transmit time in the sender's clock (ns); only the sender ever interprets it.
@@ -86,6 +90,9 @@ pub struct HelloRepr {
     pub echo: Option<HelloEcho>,
     /// Hash of the sender's overlay config.
     pub config_hash: u64,
+    /// The newest key epoch the sender holds for this link (`None` on a link without keys).
+    /// The peer seals with the newest epoch both hold (docs/wire.md "Key epochs").
+    pub key_epoch: Option<u8>,
 }
 
 impl HelloRepr {
@@ -98,11 +105,16 @@ impl HelloRepr {
                 value: h.version_min.into(),
             });
         }
-        if h.reserved.get() != 0 {
-            return Err(DropReason::ReservedBitsSet {
-                field: "hello.reserved",
-            });
-        }
+        let key_field = h.key_epoch.get();
+        let key_epoch = match key_field & !0xff {
+            0 if key_field == 0 => None,
+            HELLO_KEY_EPOCH_PRESENT => Some((key_field & 0xff) as u8),
+            _ => {
+                return Err(DropReason::ReservedBitsSet {
+                    field: "hello.key_epoch",
+                });
+            }
+        };
         let echo_incarnation = h.echo_incarnation.get();
         let echo = if echo_incarnation == 0 {
             // No echo: the other echo fields must be empty too (one encoding per value).
@@ -127,6 +139,7 @@ impl HelloRepr {
             tx_time_ns: h.tx_time_ns.get(),
             echo,
             config_hash: h.config_hash.get(),
+            key_epoch,
         })
     }
 
@@ -147,7 +160,10 @@ impl HelloRepr {
         let view = HelloBody {
             version_min: self.version_min,
             version_max: self.version_max,
-            reserved: U16::ZERO,
+            key_epoch: U16::new(
+                self.key_epoch
+                    .map_or(0, |e| HELLO_KEY_EPOCH_PRESENT | u16::from(e)),
+            ),
             hello_seq: U32::new(self.hello_seq),
             tx_time_ns: U64::new(self.tx_time_ns),
             echo_tx_time_ns: U64::new(self.echo.map_or(0, |e| e.tx_time_ns)),

@@ -24,6 +24,13 @@ use crate::ids::{Incarnation, LinkId, NodeId, PathId};
 pub const LINK_HEADER_LEN: usize = 24;
 /// Link flag bit 0: the body is AES-GCM sealed and a [`TAG_LEN`]-byte tag trails the packet.
 pub const LINK_FLAG_AUTH: u8 = 0x01;
+/// Link flag bits 1..2: the key epoch modulo 4 of an AUTH packet (0 without AUTH), so the
+/// receiver knows which of the link's keys to try.
+pub const LINK_FLAG_EPOCH_MASK: u8 = 0x06;
+/// Shift of the key-epoch bits in the link flags.
+pub const LINK_FLAG_EPOCH_SHIFT: u8 = 1;
+/// The number of key epochs the wire tells apart (the epoch travels modulo this).
+pub const KEY_EPOCH_SLOTS: u8 = 4;
 /// The largest per-lane packet counter: the low 56 bits of the packet number.
 pub const MAX_PACKET_COUNTER: u64 = (1 << 56) - 1;
 
@@ -37,7 +44,8 @@ pub struct LinkHeader {
     pub version: u8,
     /// [`PacketType`]: priority class in bits 7..6, kind in bits 5..0.
     pub packet_type: u8,
-    /// [`LINK_FLAG_AUTH`]; the other bits are reserved and must be zero.
+    /// [`LINK_FLAG_AUTH`] and, with it, the key epoch mod 4 ([`LINK_FLAG_EPOCH_MASK`]); the
+    /// other bits are reserved and must be zero.
     pub flags: u8,
     /// The lane (per-core packet-number space) this packet belongs to.
     pub lane: u8,
@@ -172,6 +180,9 @@ pub struct LinkRepr {
     pub packet_type: PacketType,
     /// The body is sealed with AES-GCM and a tag trails the packet.
     pub auth: bool,
+    /// With `auth`: the epoch of the sealing key modulo [`KEY_EPOCH_SLOTS`] (0..=3). Always 0
+    /// without `auth`.
+    pub key_epoch: u8,
     /// The lane; also the top byte of `packet_number`.
     pub lane: u8,
     /// The sending node.
@@ -216,7 +227,10 @@ impl LinkRepr {
         }
         let packet_type = PacketType::from_byte(h.packet_type)
             .ok_or(DropReason::UnknownPacketType(h.packet_type))?;
-        if h.flags & !LINK_FLAG_AUTH != 0 {
+        let auth = h.flags & LINK_FLAG_AUTH != 0;
+        let key_epoch = (h.flags & LINK_FLAG_EPOCH_MASK) >> LINK_FLAG_EPOCH_SHIFT;
+        // Epoch bits mean something only on an AUTH packet (one encoding per value).
+        if h.flags & !(LINK_FLAG_AUTH | LINK_FLAG_EPOCH_MASK) != 0 || (!auth && key_epoch != 0) {
             return Err(DropReason::ReservedBitsSet {
                 field: "link.flags",
             });
@@ -255,7 +269,8 @@ impl LinkRepr {
         }
         Ok(LinkRepr {
             packet_type,
-            auth: h.flags & LINK_FLAG_AUTH != 0,
+            auth,
+            key_epoch,
             lane: h.lane,
             sender,
             link,
@@ -279,10 +294,21 @@ impl LinkRepr {
                 value: self.packet_number,
             });
         }
+        if self.key_epoch >= KEY_EPOCH_SLOTS || (!self.auth && self.key_epoch != 0) {
+            return Err(EmitError::Invalid {
+                field: "link.key_epoch",
+                value: self.key_epoch.into(),
+            });
+        }
+        let flags = if self.auth {
+            LINK_FLAG_AUTH | (self.key_epoch << LINK_FLAG_EPOCH_SHIFT)
+        } else {
+            0
+        };
         Ok(LinkHeader {
             version: WIRE_VERSION,
             packet_type: self.packet_type.byte(),
-            flags: if self.auth { LINK_FLAG_AUTH } else { 0 },
+            flags,
             lane: self.lane,
             sender_node: U16::new(self.sender.get()),
             link_id: U16::new(self.link.get()),
@@ -445,6 +471,7 @@ mod tests {
         LinkRepr {
             packet_type: PacketType::Data,
             auth: true,
+            key_epoch: 0,
             lane: 3,
             sender: NodeId::new(5).unwrap(),
             link: LinkId::new(258).unwrap(),
@@ -510,7 +537,11 @@ mod tests {
         let flags = DropReason::ReservedBitsSet {
             field: "link.flags",
         };
+        assert_eq!(parse(&|b| b[2] = 0x08), Err(flags));
+        assert_eq!(parse(&|b| b[2] = 0x81), Err(flags));
+        // Key-epoch bits without AUTH are not a second encoding of "no auth".
         assert_eq!(parse(&|b| b[2] = 0x02), Err(flags));
+        assert_eq!(parse(&|b| b[2] = 0x07).map(|r| r.key_epoch), Ok(3));
         let reserved = DropReason::ReservedBitsSet {
             field: "link.reserved",
         };
@@ -608,6 +639,19 @@ mod tests {
             r.emit(&mut [0; 24]),
             Err(EmitError::Invalid { .. })
         ));
+        let mut r = golden_repr();
+        r.key_epoch = 4;
+        assert!(matches!(
+            r.emit(&mut [0; 24]),
+            Err(EmitError::Invalid {
+                field: "link.key_epoch",
+                ..
+            })
+        ));
+        r.key_epoch = 2;
+        let mut buf = [0; 24];
+        r.emit(&mut buf).unwrap();
+        assert_eq!(buf[2], 0x05);
     }
 
     proptest! {

@@ -29,7 +29,7 @@ pub(crate) fn arb_link_repr_of(
 ) -> impl Strategy<Value = LinkRepr> {
     (
         ty,
-        any::<bool>(),
+        (any::<bool>(), 0..super::KEY_EPOCH_SLOTS),
         any::<u8>(),
         arb_node_id(),
         (0..crate::ids::MAX_LINKS).prop_filter_map("link", LinkId::new),
@@ -39,10 +39,11 @@ pub(crate) fn arb_link_repr_of(
     )
         .prop_filter_map(
             "packet number",
-            |(packet_type, auth, lane, sender, link, path, inc, counter)| {
+            |(packet_type, (auth, epoch), lane, sender, link, path, inc, counter)| {
                 Some(LinkRepr {
                     packet_type,
                     auth,
+                    key_epoch: if auth { epoch } else { 0 },
                     lane,
                     sender,
                     link,
@@ -98,15 +99,17 @@ pub(crate) fn arb_hello() -> impl Strategy<Value = HelloRepr> {
         any::<u64>(),
         echo,
         any::<u64>(),
+        any::<Option<u8>>(),
     )
         .prop_map(
-            |(min, span, hello_seq, tx_time_ns, echo, config_hash)| HelloRepr {
+            |(min, span, hello_seq, tx_time_ns, echo, config_hash, key_epoch)| HelloRepr {
                 version_min: min,
                 version_max: min.saturating_add(span % 4),
                 hello_seq,
                 tx_time_ns,
                 echo,
                 config_hash,
+                key_epoch,
             },
         )
 }

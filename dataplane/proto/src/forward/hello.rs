@@ -44,5 +44,7 @@ pub fn hello_repr(fields: &HelloFields, peer: Option<Incarnation>) -> HelloRepr 
         tx_time_ns: fields.tx_time_ns,
         echo,
         config_hash: fields.config_hash,
+        // The link sender fills in the newest key epoch it holds for the link.
+        key_epoch: None,
     }
 }

@@ -77,6 +77,7 @@ use weft_shared::wire::{
     NackRepr, RECORD_HEADER_LEN, RecordFlags, RecordKind, RecordRepr, Route,
 };
 
+use crate::auth::AuthTable;
 use crate::realtime::{RtLinks, RtMeta};
 use crate::reliable::{RelClass, RelFeedback, RelLinks};
 
@@ -230,11 +231,30 @@ pub trait PipelineOutput {
     fn reliable(&mut self) -> Option<&mut RelLinks> {
         None
     }
+    /// The worker's authentication state, if it authenticates links; without it an AUTH packet
+    /// is refused as unsupported and every link is taken as unauthenticated.
+    fn auth(&mut self) -> Option<&mut AuthTable> {
+        None
+    }
     /// Reliable-link feedback (an Ack or a Nack) from the neighbour on `rx.link`, for the data
     /// of lane `data_lane`. The default refuses it.
     fn reliable_feedback(&mut self, rx: &LinkRepr, feedback: &RelFeedback) {
         let _ = (rx, feedback);
         self.drop_record(DropReason::Unsupported("reliable link feedback"));
+    }
+}
+
+/// Authenticates a datagram whose header checked out (`auth::AuthTable::open`): returns where
+/// its plaintext records end.
+fn open(
+    rx: &LinkRepr,
+    datagram: &mut [u8],
+    out: &mut impl PipelineOutput,
+) -> Result<usize, DropReason> {
+    match out.auth() {
+        Some(table) => table.open(rx, datagram),
+        None if rx.auth => Err(DropReason::Unsupported("authenticated link packets")),
+        None => Ok(datagram.len()),
     }
 }
 
@@ -319,17 +339,21 @@ impl Forwarder {
         links: &impl LinkTable,
         out: &mut impl PipelineOutput,
     ) -> Option<LinkRepr> {
-        let rx = match self.check_header(datagram, links) {
-            Ok(rx) => rx,
+        let checked = self
+            .check_header(datagram, links)
+            .and_then(|rx| Ok((rx, open(&rx, datagram, out)?)));
+        let (rx, end) = match checked {
+            Ok(v) => v,
             Err(reason) => {
                 out.drop_record(reason);
                 return None;
             }
         };
         let times = Times { rx_at, now };
+        let records = datagram.get_mut(..end).unwrap_or_default();
         let mut at = LINK_HEADER_LEN;
-        while at < datagram.len() {
-            match self.handle_record(&rx, times, &mut datagram[at..], fib, links, out) {
+        while at < records.len() {
+            match self.handle_record(&rx, times, &mut records[at..], fib, links, out) {
                 Ok(used) => at += used,
                 Err(reason) => {
                     // A bad record header: the rest of the body cannot be delimited.
@@ -347,12 +371,9 @@ impl Forwarder {
         links: &impl LinkTable,
     ) -> Result<LinkRepr, DropReason> {
         let (rx, body) = LinkRepr::parse(datagram)?;
-        if rx.auth {
-            return Err(DropReason::Unsupported("authenticated link packets"));
-        }
-        if body.is_empty() {
+        if body.len() <= rx.trailer_len() {
             return Err(DropReason::Truncated {
-                needed: LINK_HEADER_LEN + RECORD_HEADER_LEN,
+                needed: LINK_HEADER_LEN + RECORD_HEADER_LEN + rx.trailer_len(),
                 got: datagram.len(),
             });
         }

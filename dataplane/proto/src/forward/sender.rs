@@ -1,12 +1,16 @@
 //! Building outgoing link packets into caller-supplied buffers: the link header with this node's
 //! identity, the chosen path, the worker's lane and a packet number per (link, lane), then one
-//! record.
+//! record. On an authenticated link (the sender's [`AuthTable`] has keys for it) every packet
+//! is AUTH with the current send epoch, and is sealed before the write returns, so whatever
+//! queues it (alone or as one segment of a GSO send) queues a finished, sealed datagram.
 
 use weft_shared::DropReason;
+
+use crate::auth::AuthTable;
 use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS, NodeId, PathId};
 use weft_shared::wire::{
-    AckRepr, ControlRepr, DataRepr, EmitError, HelloRepr, LinkRepr, NackRepr, PacketType,
-    PacketWriter, RecordFlags, RecordKind,
+    AckRepr, ControlRepr, DataRepr, EmitError, HelloRepr, KEY_EPOCH_SLOTS, LinkRepr, NackRepr,
+    PacketType, PacketWriter, RecordFlags, RecordKind,
 };
 
 /// The TTL a locally originated data packet starts with: more hops than any sane overlay path.
@@ -34,6 +38,8 @@ pub struct LinkSender {
     lane: u8,
     /// Next counter per link id (fixed size: [`MAX_LINKS`] entries, allocated once).
     counters: Box<[u64]>,
+    /// Keys and replay windows of the authenticated links.
+    auth: AuthTable,
 }
 
 impl LinkSender {
@@ -44,7 +50,30 @@ impl LinkSender {
             incarnation,
             lane,
             counters: vec![0; usize::from(MAX_LINKS)].into_boxed_slice(),
+            auth: AuthTable::new(node),
         }
+    }
+
+    /// The authentication state (keys, send epochs, replay windows).
+    pub fn auth(&self) -> &AuthTable {
+        &self.auth
+    }
+
+    /// The authentication state, to install keys, note a peer's epoch or open packets.
+    pub fn auth_mut(&mut self) -> &mut AuthTable {
+        &mut self.auth
+    }
+
+    /// Seals the finished packet `buf[..len]` if its link is authenticated; returns `len`.
+    fn seal(&self, buf: &mut [u8], link: LinkId, len: usize) -> Result<usize, DropReason> {
+        if self.auth.is_keyed(link) {
+            let packet = buf.get_mut(..len).ok_or(DropReason::BadLength {
+                field: "packet.len",
+                value: len,
+            })?;
+            self.auth.seal(packet)?;
+        }
+        Ok(len)
     }
 
     /// The lane this sender stamps.
@@ -67,9 +96,11 @@ impl LinkSender {
             DropReason::Unsupported("packet counter exhausted (restart with a new incarnation)"),
         )?;
         *counter += 1;
+        let epoch = self.auth.send_epoch(link);
         Ok(LinkRepr {
             packet_type,
-            auth: false,
+            auth: epoch.is_some(),
+            key_epoch: epoch.map_or(0, |e| e % KEY_EPOCH_SLOTS),
             lane: self.lane,
             sender: self.node,
             link,
@@ -88,12 +119,18 @@ impl LinkSender {
         hello: &HelloRepr,
     ) -> Result<usize, DropReason> {
         let header = self.next_header(link, path, PacketType::Hello)?;
+        // The hello announces the newest key epoch this node holds for the link.
+        let hello = HelloRepr {
+            key_epoch: self.auth.newest_epoch(link),
+            ..*hello
+        };
         let max_len = buf.len();
         let mut w = PacketWriter::new(buf, &header, max_len).map_err(emit_error_drop)?;
         w.records()
-            .push(RecordFlags::NONE, 0, hello)
+            .push(RecordFlags::NONE, 0, &hello)
             .map_err(emit_error_drop)?;
-        w.finish().map_err(emit_error_drop)
+        let len = w.finish().map_err(emit_error_drop)?;
+        self.seal(buf, link, len)
     }
 
     /// Writes a control packet carrying one envelope (already encoded, as in the inject ring)
@@ -144,7 +181,8 @@ impl LinkSender {
         w.records()
             .push_bytes(RecordKind::Data, flags, link_seq, record_body)
             .map_err(emit_error_drop)?;
-        w.finish().map_err(emit_error_drop)
+        let len = w.finish().map_err(emit_error_drop)?;
+        self.seal(buf, link, len)
     }
 
     /// Writes a feedback packet carrying one Ack record into `buf`; returns its length.
@@ -161,7 +199,8 @@ impl LinkSender {
         w.records()
             .push(RecordFlags::NONE, 0, ack)
             .map_err(emit_error_drop)?;
-        w.finish().map_err(emit_error_drop)
+        let len = w.finish().map_err(emit_error_drop)?;
+        self.seal(buf, link, len)
     }
 
     /// Writes a feedback packet carrying one Nack record into `buf`; returns its length.
@@ -178,7 +217,8 @@ impl LinkSender {
         w.records()
             .push(RecordFlags::NONE, 0, nack)
             .map_err(emit_error_drop)?;
-        w.finish().map_err(emit_error_drop)
+        let len = w.finish().map_err(emit_error_drop)?;
+        self.seal(buf, link, len)
     }
 
     /// Writes a data packet with one record encoded from `data` (a locally originated message)
@@ -196,7 +236,8 @@ impl LinkSender {
         w.records()
             .push(RecordFlags::NONE, 0, data)
             .map_err(emit_error_drop)?;
-        w.finish().map_err(emit_error_drop)
+        let len = w.finish().map_err(emit_error_drop)?;
+        self.seal(buf, link, len)
     }
 
     fn write_record(
@@ -213,6 +254,7 @@ impl LinkSender {
         w.records()
             .push_bytes(kind, RecordFlags::NONE, 0, body)
             .map_err(emit_error_drop)?;
-        w.finish().map_err(emit_error_drop)
+        let len = w.finish().map_err(emit_error_drop)?;
+        self.seal(buf, link, len)
     }
 }

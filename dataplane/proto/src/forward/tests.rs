@@ -235,6 +235,7 @@ fn hellos_and_control_envelopes_are_handed_over() {
         tx_time_ns: 5_000,
         echo: None,
         config_hash: 0xabc,
+        key_epoch: None,
     };
     let mut buf = [0u8; 256];
     let n = sender

@@ -188,3 +188,35 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
         items.swap(i, usize::try_from(x % (i as u64 + 1)).unwrap());
     }
 }
+
+#[test]
+fn key_files_resolve_next_to_the_config_and_enter_the_hash_by_name() {
+    let keyed = edit(
+        &base(),
+        "id = 7\nnodes = [2, 3]\ncost = 1000\n",
+        "id = 7\nnodes = [2, 3]\ncost = 1000\nkey_file = \"keys/link7.key\"\n",
+    );
+    let plain = parse(&base()).unwrap();
+    let c = Config::from_toml_str(&keyed, "/etc/weft/overlay.toml").unwrap();
+    let link = c.link(crate::ids::LinkId::new(7).unwrap()).unwrap();
+    assert_eq!(
+        link.key_file(),
+        Some(std::path::Path::new("/etc/weft/keys/link7.key"))
+    );
+    assert_eq!(link.key_file_written(), Some("keys/link7.key"));
+    assert_eq!(
+        plain
+            .link(crate::ids::LinkId::new(0).unwrap())
+            .unwrap()
+            .key_file(),
+        None
+    );
+    // Which links are keyed is part of the meaning (both ends must agree); where the config
+    // file lies is not.
+    assert_ne!(c.hash(), plain.hash());
+    assert_eq!(parse(&keyed).unwrap().hash(), c.hash());
+    let other = edit(&keyed, "link7.key", "other.key");
+    assert_ne!(parse(&other).unwrap().hash(), c.hash());
+    let empty = edit(&keyed, "\"keys/link7.key\"", "\"\"");
+    fails(&empty, &["link[id=7].key_file", "1..=4096 bytes"]);
+}

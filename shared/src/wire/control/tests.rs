@@ -8,7 +8,7 @@ use crate::wire::strategies::{arb_ack, arb_control_kind, arb_hello, arb_nack, ar
 
 const HELLO_GOLDEN: [u8; HELLO_BODY_LEN] = [
     0x01, 0x01, // versions 1..=1
-    0x00, 0x00, // reserved
+    0x00, 0x00, // key epoch: none
     0x00, 0x00, 0x00, 0x07, // hello seq
     0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, // tx time
     0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, // echoed tx time
@@ -29,6 +29,29 @@ fn hello() -> HelloRepr {
             incarnation: Incarnation(0x0a0b_0c0d),
         }),
         config_hash: 0xcafe_babe_0000_0001,
+        key_epoch: None,
+    }
+}
+
+#[test]
+fn hello_key_epoch_field() {
+    let mut h = hello();
+    h.key_epoch = Some(7);
+    let mut buf = [0u8; HELLO_BODY_LEN];
+    h.emit(&mut buf).unwrap();
+    assert_eq!(buf[2..4], [0x01, 0x07]);
+    assert_eq!(HelloRepr::parse(&buf), Ok(h));
+    h.key_epoch = Some(0);
+    h.emit(&mut buf).unwrap();
+    assert_eq!(buf[2..4], [0x01, 0x00]);
+    assert_eq!(HelloRepr::parse(&buf).map(|h| h.key_epoch), Ok(Some(0)));
+    // An epoch without the present bit, or another bit, is reserved.
+    let reserved = Err(DropReason::ReservedBitsSet {
+        field: "hello.key_epoch",
+    });
+    for field in [[0x00, 0x03], [0x02, 0x00], [0x81, 0x00]] {
+        buf[2..4].copy_from_slice(&field);
+        assert_eq!(HelloRepr::parse(&buf), reserved);
     }
 }
 

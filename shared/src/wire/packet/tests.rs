@@ -15,6 +15,7 @@ fn feedback_header(auth: bool) -> LinkRepr {
     LinkRepr {
         packet_type: PacketType::Feedback,
         auth,
+        key_epoch: 0,
         lane: 0,
         sender: NodeId::new(2).unwrap(),
         link: LinkId::new(1).unwrap(),
@@ -136,6 +137,7 @@ fn mpeg_ts_with_full_bitmask_fits_1472_bytes() {
     let link = LinkRepr {
         packet_type: PacketType::Data,
         auth: true,
+        key_epoch: 0,
         ..feedback_header(true)
     };
     let mut buf = [0u8; 2048];
