@@ -42,15 +42,15 @@ mod strategies;
 
 pub use control::{
     ACK_BODY_LEN, AckBody, AckRepr, CONTROL_HEAD_LEN, ControlHead, ControlKind, ControlRepr,
-    HELLO_BODY_LEN, HELLO_KEY_EPOCH_PRESENT, HelloBody, HelloEcho, HelloRepr, MAX_NACK_SEQS, NACK_HEAD_LEN, NackHead,
-    NackRepr,
+    HELLO_BODY_LEN, HELLO_KEY_EPOCH_PRESENT, HelloBody, HelloEcho, HelloRepr, MAX_NACK_SEQS,
+    NACK_HEAD_LEN, NackHead, NackRepr,
 };
 pub use fragment::{
     FRAGMENT_HEADER_LEN, FragmentHeader, FragmentRepr, MAX_FRAGMENTS, MAX_MESSAGE_LEN,
 };
 pub use link::{
-    KEY_EPOCH_SLOTS, LINK_FLAG_AUTH, LINK_FLAG_EPOCH_MASK, LINK_FLAG_EPOCH_SHIFT, LINK_HEADER_LEN, LinkHeader, LinkPacket, LinkRepr, MAX_PACKET_COUNTER,
-    PacketType, PriorityClass, peek_class,
+    KEY_EPOCH_SLOTS, LINK_FLAG_AUTH, LINK_FLAG_EPOCH_MASK, LINK_FLAG_EPOCH_SHIFT, LINK_HEADER_LEN,
+    LinkHeader, LinkPacket, LinkRepr, MAX_PACKET_COUNTER, PacketType, PriorityClass, peek_class,
 };
 pub use mask::{LinkMask, MAX_MASK_WORDS};
 pub use overlay::{

@@ -2,16 +2,16 @@
 //! as `weft-controld` drives it (`controlplane/daemon/src/daemon.rs`), and the node's local
 //! members, which the scenario's `join` and `leave` events change.
 //!
-//! - A punted control envelope goes to the machine its kind names ([`dispatch_control`]).
+//! - A punted control envelope goes to the machine its kind names (`dispatch_control`).
 //! - Every `stats_interval` the control plane reads the node's local groups (the data plane's
-//!   `local_groups` section, here [`NodeGroups::change`]'s set) and hands them to
+//!   `local_groups` section, here `NodeGroups::change`'s set) and hands them to
 //!   [`GroupState::set_local`] when their version moved; a refused set is counted and logged.
 //! - After link reports changed, [`GroupState::set_links_up`] with the links whose report is
 //!   up; the group state's timers run next to the router's, and its envelopes are sent after
 //!   the router's.
 //! - A FIB is published when the router says one is due, or when group members changed since
 //!   the last one, the link state is synchronised and the FIB interval has passed
-//!   ([`NodeGroups::due`]). It holds the unicast routes, then every group's multicast and
+//!   (`NodeGroups::due`). It holds the unicast routes, then every group's multicast and
 //!   anycast routes ([`GroupState::fill_fib`] over [`Router::graph`]); a group table that
 //!   overflows keeps what fit, the error is logged, and the unicast routes still go out.
 //!
@@ -22,7 +22,7 @@
 //! still says so for a moment after a leave) is dropped with [`DROP_NO_LOCAL_MEMBER`], as the
 //! session server drops it.
 //!
-//! **Origination** ([`first_hops`]) follows the engine's `Originate::send`
+//! **Origination** (`first_hops`) follows the engine's `Originate::send`
 //! (`dataplane/engine/src/originate.rs`): to a node or an anycast group, the FIB's one next hop
 //! (an anycast group whose nearest member is this node is delivered here); to a multicast group,
 //! one copy per link of this node's own tree ([`Forwarder::multicast_fanout`]), and a local

@@ -15,7 +15,7 @@
 //!   whose routes join the unicast ones in each FIB.
 //!
 //! The pipeline's output (hellos to the monitors, envelopes to the control plane, deliveries,
-//! forwards) is in [`super::pipeline`]. The node does no I/O: everything it sends goes to the
+//! forwards) is in `super::pipeline`. The node does no I/O: everything it sends goes to the
 //! simulation as an output (a packet to send, a delivery, a drop, a log entry).
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //!
 //! One [`AuthTable`] per worker holds, for every authenticated link of the node:
 //! - the keys by epoch (at most four, told apart on the wire by the epoch modulo 4 in the link
-//!   header's flags), each as two derived direction keys ([`cipher`]): this node's to seal, the
+//!   header's flags), each as two derived direction keys (`cipher`): this node's to seal, the
 //!   peer's to open;
 //! - one [`ReplayWindow`] per (peer lane, class), where the class is link-critical and control
 //!   packets (always handled by worker 0) or data. Every packet number of a lane belongs to

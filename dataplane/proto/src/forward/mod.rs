@@ -15,7 +15,7 @@
 //! hop, towards the member node the FIB names for its group (and is delivered here when that is
 //! this node); a multicast record is looked up by (group, source node) and copied onto every
 //! out-link of the source's tree (never back onto the link it came from), and delivered here
-//! when the node has members ([`group`]). Each copy gets its own age and, for real-time and
+//! when the node has members (`group`). Each copy gets its own age and, for real-time and
 //! reliable flows, its own link sender: recovery is per tree link, hop by hop.
 //!
 //! Every other outcome is a [`PipelineOutput::drop_record`] with its [`DropReason`]: one per bad
