@@ -7,7 +7,8 @@
 //!   sockets and spreads data over the workers' data sockets.
 //! - [`worker`]: the per-core loop (and `rx`: its receive buffers, split into GRO segments;
 //!   `output`: where the pipeline's packets go); [`monitors`]: worker 0's link monitors;
-//!   [`links`]: the node's links shared by the workers; [`handoff`]: rings from the workers to
+//!   [`links`]: the node's links shared by the workers; [`keys`]: the link key files each
+//!   worker loads and reloads; [`handoff`]: rings from the workers to
 //!   worker 0; [`session`]: the session server clients talk to; [`session_glue`]: worker 0's
 //!   adapter.
 //!
@@ -16,6 +17,7 @@
 pub mod clock;
 pub mod deadline_flows;
 pub mod handoff;
+pub mod keys;
 pub mod links;
 pub mod monitors;
 pub mod node;

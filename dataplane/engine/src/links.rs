@@ -2,13 +2,15 @@
 //! their local interface and remote address, MTU) plus what worker 0 measures and shares through
 //! atomics (the active path and the one-way delay), and per-worker traffic counters per link.
 //!
-//! Worker 0 is the only writer of the atomics (it owns the link monitors); the other workers
+//! Worker 0 is the only writer of the atomics (it owns the link monitors; the newest key epoch
+//! the peer announced comes from its hellos too); the other workers
 //! read them once per packet with relaxed loads. A worker that reads a stale active path for a
 //! few packets after a failover sends them on the old path, which is what any data plane does
 //! while the failure is being detected.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use weft_proto::forward::{LinkInfo, LinkTable};
 use weft_shared::config::Config;
@@ -16,6 +18,8 @@ use weft_shared::ids::{LinkId, MAX_LINKS, MAX_PATHS_PER_LINK, NodeId, PathId};
 
 /// Stored in the active-path atomic when the link has no up path.
 const NO_PATH: u8 = u8::MAX;
+/// Stored in the peer-key-epoch atomic before the peer announced one.
+const NO_EPOCH: u16 = u16::MAX;
 
 /// One path of a link, from this node's side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,8 +43,13 @@ pub struct LinkEntry {
     pub max_datagram: usize,
     /// The paths, indexed by path id.
     pub paths: Vec<PathInfo>,
+    /// The link's key file, if it is authenticated.
+    pub key_file: Option<PathBuf>,
+    /// How many workers (lanes) the neighbour's data plane runs.
+    pub peer_lanes: u8,
     active: AtomicU8,
     one_way_delay_us: AtomicU32,
+    peer_key_epoch: AtomicU16,
 }
 
 impl LinkEntry {
@@ -66,6 +75,18 @@ impl LinkEntry {
     /// Worker 0 only: sets the one-way delay estimate.
     pub fn set_one_way_delay_us(&self, us: u32) {
         self.one_way_delay_us.store(us, Ordering::Relaxed);
+    }
+
+    /// The newest key epoch the peer announced in its (authenticated) hellos.
+    #[inline]
+    pub fn peer_key_epoch(&self) -> Option<u8> {
+        u8::try_from(self.peer_key_epoch.load(Ordering::Relaxed)).ok()
+    }
+
+    /// Worker 0 only: records the newest key epoch the peer announced.
+    pub fn set_peer_key_epoch(&self, epoch: Option<u8>) {
+        self.peer_key_epoch
+            .store(epoch.map_or(NO_EPOCH, u16::from), Ordering::Relaxed);
     }
 }
 
@@ -153,8 +174,13 @@ impl Links {
                 neighbour: end.neighbour(),
                 max_datagram: usize::from(link.mtu()).saturating_sub(ip_udp),
                 paths,
+                key_file: link.key_file().map(PathBuf::from),
+                peer_lanes: config
+                    .node(end.neighbour())
+                    .map_or(1, |n| u8::try_from(n.cores().len()).unwrap_or(u8::MAX)),
                 active: AtomicU8::new(NO_PATH),
                 one_way_delay_us: AtomicU32::new(0),
+                peer_key_epoch: AtomicU16::new(NO_EPOCH),
             });
         }
         let traffic = (0..workers)

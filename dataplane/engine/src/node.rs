@@ -138,6 +138,8 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .context("doorbell eventfds")?;
     let handoff = Handoff::new(workers, doorbells[0].clone()).context("handoff rings")?;
     let links = Arc::new(Links::new(&config, me, &opts.remotes, workers));
+    // A missing or malformed key file stops start-up here, with its name and line.
+    let keyed = crate::keys::load_all(&links)?.len();
     let interfaces: Vec<SocketAddr> = node.interfaces().iter().map(|i| i.addr()).collect();
     // Every socket, in the order the steering program relies on, before any worker runs.
     let NodeSockets { data, control } = NodeSockets::bind(&interfaces, workers, gro)?;
@@ -146,13 +148,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
 
     let session_path = node.session_socket().to_owned();
-    // The largest client payload one packet carries on every link (1,396 B on 1500-MTU paths).
+    // The largest client payload one packet carries on every link (1,396 B on 1500-MTU paths,
+    // 1,380 B when some link is authenticated and its packets carry the tag).
+    let tag = if keyed > 0 { 0 } else { TAG_LEN };
     let max_payload = links
         .iter()
         .map(|l| l.max_datagram)
         .min()
         .unwrap_or(1472)
-        .saturating_sub(DATA_OVERHEAD - TAG_LEN) as u32;
+        .saturating_sub(DATA_OVERHEAD - tag) as u32;
     let mut handles: Vec<JoinHandle<anyhow::Result<()>>> = Vec::new();
     let (ready_tx, ready_rx) = mpsc::channel();
     for ((index, doorbell), sockets) in doorbells.iter().enumerate().zip(data) {

@@ -5,6 +5,7 @@
 //! and [`send_on_link`] writes one packet for a link into a tx buffer, on the path the link uses
 //! now; [`send_realtime_output`] sends what a worker's `RtLinks` has due (Nacks and copies).
 
+use weft_proto::auth::AuthTable;
 use weft_proto::forward::{LinkSender, LocalDelivery, PipelineOutput};
 use weft_proto::realtime::RtLinks;
 use weft_proto::reliable::{RelFeedback, RelLinks};
@@ -111,6 +112,16 @@ impl PipelineOutput for Out<'_> {
         // Other workers hand hello datagrams over before the pipeline sees them.
         if let RoleOut::Zero { monitors, .. } = &mut self.role {
             monitors.handle_hello(self.now, rx, hello, self.incarnation);
+            // An authenticated hello says which key epochs the peer holds (the other workers
+            // read it from the link table).
+            if self.sender.auth().is_keyed(rx.link) {
+                self.sender
+                    .auth_mut()
+                    .note_peer_epoch(rx.link, hello.key_epoch);
+                if let Some(l) = self.links.get(rx.link) {
+                    l.set_peer_key_epoch(hello.key_epoch);
+                }
+            }
         }
     }
 
@@ -187,6 +198,10 @@ impl PipelineOutput for Out<'_> {
 
     fn realtime(&mut self) -> Option<&mut RtLinks> {
         Some(self.rt)
+    }
+
+    fn auth(&mut self) -> Option<&mut AuthTable> {
+        Some(self.sender.auth_mut())
     }
 
     fn reliable(&mut self) -> Option<&mut RelLinks> {

@@ -69,6 +69,7 @@ use crate::handoff::{
     HANDOFF_DATAGRAM, HANDOFF_DELIVER, HANDOFF_DELIVER_RECOVERED, HANDOFF_NACK, HANDOFF_REL_ACK,
     HANDOFF_REL_NACK, HandoffProducer, split_incarnation,
 };
+use crate::keys::KeyWatch;
 use crate::links::Links;
 use crate::monitors::Monitors;
 use crate::output::{
@@ -208,6 +209,8 @@ struct Worker {
     incarnation: Incarnation,
     forwarder: Forwarder,
     sender: LinkSender,
+    /// The key files of the authenticated links, installed in `sender`'s auth table.
+    keys: KeyWatch,
     links: Arc<Links>,
     counters: WorkerCounters,
     fib: FibReader,
@@ -372,11 +375,15 @@ impl Worker {
             }),
             RelLinksLimits::default(),
         );
+        let mut sender = LinkSender::new(setup.node, setup.incarnation, lane);
+        let keys = KeyWatch::new(setup.index, &setup.links, sender.auth_mut(), now)
+            .context("loading the link key files")?;
         let worker = Worker {
             index: setup.index,
             incarnation: setup.incarnation,
             forwarder: Forwarder::new(setup.node),
-            sender: LinkSender::new(setup.node, setup.incarnation, lane),
+            sender,
+            keys,
             links: setup.links,
             counters,
             fib,
@@ -431,6 +438,7 @@ impl Worker {
         }
         let now = clock::now();
         self.finish_sleep();
+        self.keys.poll(now, &self.links, self.sender.auth_mut());
         self.handle_critical(now, driver);
         self.handle_data(now, driver);
         self.rx.release_done(driver);

@@ -63,6 +63,10 @@ pub(crate) struct Spec {
     pub(crate) links: Vec<LinkSpec>,
     /// Extra command-line arguments per node id.
     pub(crate) extra_args: Vec<(u16, Vec<String>)>,
+    /// `key_file` per link id (relative to the test directory).
+    pub(crate) key_files: Vec<(u16, String)>,
+    /// Files written into the test directory before the nodes start: (relative path, text).
+    pub(crate) files: Vec<(String, String)>,
 }
 
 impl Spec {
@@ -80,6 +84,8 @@ impl Spec {
                 .map(|&(id, a, b)| LinkSpec { id, a, b })
                 .collect(),
             extra_args: Vec::new(),
+            key_files: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -140,6 +146,13 @@ impl Overlay {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("overlay.toml");
         std::fs::write(&config, config_text(name, &addrs, &dir, &spec)).unwrap();
+        for (file, text) in &spec.files {
+            let path = dir.join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).unwrap();
+            }
+            std::fs::write(path, text).unwrap();
+        }
         let mut overlay = Overlay {
             name: name.to_owned(),
             addrs,
@@ -400,6 +413,9 @@ fn config_text(name: &str, addrs: &Addrs, dir: &Path, spec: &Spec) -> String {
             "[[link]]\nid = {}\nnodes = [{}, {}]\ncost = 1000",
             l.id, l.a, l.b
         );
+        if let Some((_, file)) = spec.key_files.iter().find(|(id, _)| *id == l.id) {
+            let _ = writeln!(s, "key_file = \"{file}\"");
+        }
     }
     s
 }
