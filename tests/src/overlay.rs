@@ -185,6 +185,7 @@ pub struct Overlay {
     /// The config file.
     pub config: PathBuf,
     nodes: Vec<u16>,
+    links: Vec<LinkSpec>,
     start: Start,
     procs: Vec<(u16, Role, Child)>,
     bins: PathBuf,
@@ -230,6 +231,7 @@ impl Overlay {
             dir,
             config,
             nodes: (1..=nodes).collect(),
+            links: links.to_vec(),
             start,
             procs: Vec::new(),
             bins: bin_dir(),
@@ -451,6 +453,52 @@ impl Overlay {
                     "node {id}'s FIB does not reach every node: {out}"
                 );
                 std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Waits until every node's control plane routes on every link at its base cost: both
+    /// ends advertise it up, with no measured loss and a latency under the base cost. Then
+    /// trees computed from the config alone are the ones the overlay uses. While 24
+    /// processes start on two cores a hello can be late or lost, which raises a link's cost
+    /// for a damping hold or two, and the trees switch back when it settles; a test that
+    /// counts copies per tree edge must not stream across that switch.
+    pub fn wait_base_costs(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        for &id in &self.nodes {
+            loop {
+                let (code, out, _) = self.weftctl(id, &["--json", "show", "nodes"]);
+                let adverts = serde_json::from_str::<serde_json::Value>(&out)
+                    .ok()
+                    .and_then(|v| v["nodes"].as_array().cloned())
+                    .unwrap_or_default();
+                let off: Vec<String> = self
+                    .links
+                    .iter()
+                    .filter(|spec| {
+                        let ends = [spec.a, spec.b];
+                        let reports: Vec<&serde_json::Value> = adverts
+                            .iter()
+                            .filter(|n| ends.iter().any(|e| n["node"].as_u64() == Some(*e as u64)))
+                            .flat_map(|n| n["links"].as_array().into_iter().flatten())
+                            .filter(|l| l["link"].as_u64() == Some(spec.id as u64))
+                            .collect();
+                        reports.len() != 2
+                            || reports.iter().any(|l| {
+                                l["up"].as_bool() != Some(true)
+                                    || l["cost_us"].as_u64() != Some(spec.cost_us.into())
+                            })
+                    })
+                    .map(|spec| format!("link {}", spec.id))
+                    .collect();
+                if code == 0 && off.is_empty() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "node {id} does not route at base cost on {off:?}: {out}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
