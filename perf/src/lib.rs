@@ -4,3 +4,4 @@
 
 pub mod reliable_goodput;
 pub mod srt_compare;
+pub mod udp_baseline;

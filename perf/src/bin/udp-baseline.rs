@@ -1,16 +1,18 @@
-//! The baseline every forwarding figure is compared with: plain kernel UDP, one datagram per
-//! syscall, no overlay headers.
+//! The baseline every forwarding figure is compared with: plain kernel UDP, no overlay
+//! headers, per-packet or with GSO/GRO (see `weft_perf::udp_baseline`).
 //!
-//! `udp-baseline forward --listen A --to B` relays every datagram it receives on A to B;
-//! `udp-baseline sink --listen A --seconds S` counts what arrives; `udp-baseline gen --to A
-//! --size N --count C` sends as fast as it can. The perf scripts run gen → [forward →] sink in the
-//! same run as Weft's own figures, so both see the same machine load.
+//! `udp-baseline gen --to A --size N --count C [--rate R] [--batch B] [--gso]` sends probe
+//! datagrams; `udp-baseline forward --listen A --to B --mode per-packet|gso|gro-gso` relays
+//! them; `udp-baseline sink --listen A [--gro]` records them as `weft-recv` does. Each prints
+//! one JSON line. The perf scripts run gen → forwarder(s) → sink in the same run as Weft's own
+//! figures, so both see the same machine load.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
+use weft_perf::udp_baseline::{self, ForwardMode, GenSpec, Lifetime};
 
 #[derive(Parser)]
 #[command(about = "plain kernel-UDP generator, forwarder and sink (the perf baseline)")]
@@ -21,24 +23,34 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Relay every datagram received on --listen to --to, until --seconds pass.
+    /// Relay every datagram received on --listen to --to.
     Forward {
         #[arg(long)]
         listen: SocketAddr,
         #[arg(long)]
         to: SocketAddr,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, value_enum, default_value = "per-packet")]
+        mode: ForwardMode,
+        /// Stop after this many seconds at most.
+        #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Stop this long after the last datagram.
+        #[arg(long, default_value_t = 2_000)]
+        idle_exit_ms: u64,
     },
-    /// Count datagrams on --listen; print one JSON line once idle for 1 s after traffic or after
-    /// --seconds.
+    /// Record what arrives on --listen; print the summary once idle after traffic.
     Sink {
         #[arg(long)]
         listen: SocketAddr,
-        #[arg(long, default_value_t = 10)]
+        /// Receive with UDP_GRO.
+        #[arg(long)]
+        gro: bool,
+        #[arg(long, default_value_t = 30)]
         seconds: u64,
+        #[arg(long, default_value_t = 1_000)]
+        idle_exit_ms: u64,
     },
-    /// Send --count datagrams of --size bytes to --to as fast as possible.
+    /// Send --count probe datagrams of --size bytes to --to.
     Gen {
         #[arg(long)]
         to: SocketAddr,
@@ -46,99 +58,61 @@ enum Cmd {
         size: usize,
         #[arg(long, default_value_t = 1_000_000)]
         count: u64,
+        /// Datagrams per second; 0 is flat out.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Datagrams per syscall (sendmmsg, or one GSO send with --gso), 1..=64.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Send each batch as one UDP_SEGMENT send.
+        #[arg(long)]
+        gso: bool,
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Args::parse().cmd {
+fn main() -> ExitCode {
+    let life = |seconds: u64, idle_ms: u64| Lifetime {
+        limit: Duration::from_secs(seconds),
+        idle: Duration::from_millis(idle_ms),
+    };
+    let report = match Args::parse().cmd {
         Cmd::Forward {
             listen,
             to,
+            mode,
             seconds,
-        } => forward(listen, to, seconds),
-        Cmd::Sink { listen, seconds } => sink(listen, seconds),
-        Cmd::Gen { to, size, count } => gen_load(to, size, count),
-    }
-}
-
-fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
-    let sock = UdpSocket::bind(addr).with_context(|| format!("bind {addr}"))?;
-    sock.set_read_timeout(Some(Duration::from_millis(200)))?;
-    Ok(sock)
-}
-
-fn forward(listen: SocketAddr, to: SocketAddr, seconds: u64) -> anyhow::Result<()> {
-    let sock = bind(listen)?;
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut buf = [0u8; 65536];
-    let mut forwarded = 0u64;
-    while Instant::now() < end {
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) => {
-                if sock.send_to(&buf[..n], to).is_ok() {
-                    forwarded += 1;
-                }
-            }
-            Err(e) if is_timeout(&e) => {}
-            Err(e) => return Err(e.into()),
+            idle_exit_ms,
+        } => udp_baseline::forward(listen, to, mode, life(seconds, idle_exit_ms)),
+        Cmd::Sink {
+            listen,
+            gro,
+            seconds,
+            idle_exit_ms,
+        } => udp_baseline::sink(listen, gro, life(seconds, idle_exit_ms)),
+        Cmd::Gen {
+            to,
+            size,
+            count,
+            rate,
+            batch,
+            gso,
+        } => udp_baseline::generate(GenSpec {
+            to,
+            size,
+            count,
+            rate,
+            batch,
+            gso,
+        }),
+    };
+    match report {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("udp-baseline: {e:#}");
+            ExitCode::FAILURE
         }
     }
-    println!("{}", serde_json::json!({ "forwarded": forwarded }));
-    Ok(())
-}
-
-fn sink(listen: SocketAddr, seconds: u64) -> anyhow::Result<()> {
-    let sock = bind(listen)?;
-    let end = Instant::now() + Duration::from_secs(seconds);
-    let mut buf = [0u8; 65536];
-    let (mut count, mut bytes) = (0u64, 0u64);
-    let (mut first, mut last) = (None, Instant::now());
-    while Instant::now() < end {
-        match sock.recv_from(&mut buf) {
-            Ok((n, _)) => {
-                last = Instant::now();
-                first.get_or_insert(last);
-                count += 1;
-                bytes += n as u64;
-            }
-            Err(e) if is_timeout(&e) => {
-                if first.is_some() && last.elapsed() > Duration::from_secs(1) {
-                    break;
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
-    let pps = if secs > 0.0 { count as f64 / secs } else { 0.0 };
-    println!(
-        "{}",
-        serde_json::json!({ "received": count, "bytes": bytes, "seconds": secs, "pps": pps })
-    );
-    Ok(())
-}
-
-fn gen_load(to: SocketAddr, size: usize, count: u64) -> anyhow::Result<()> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
-    let payload = vec![0xa5u8; size];
-    let start = Instant::now();
-    let mut sent = 0u64;
-    for _ in 0..count {
-        if sock.send_to(&payload, to).is_ok() {
-            sent += 1;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({ "sent": sent, "seconds": secs, "pps": sent as f64 / secs })
-    );
-    Ok(())
-}
-
-fn is_timeout(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }
