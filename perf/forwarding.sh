@@ -21,7 +21,8 @@
 # another process using more than 0.5 core (sampled from /proc/stat for 1 s) is marked.
 #
 # Usage: perf/forwarding.sh [--count N] [--runs R] [--sizes "100 1400"]
-#   (release build; prints a Markdown table; raw per-run JSON lines go to perf/results/forwarding.jsonl)
+#   (release build; prints Markdown tables, also written to perf/results/forwarding.md, with a
+#   plot in perf/results/forwarding.svg; raw per-run JSON lines go to perf/results/forwarding.jsonl)
 set -euo pipefail
 count=200000
 runs=3
@@ -225,4 +226,4 @@ for r in $(seq "$runs"); do
         done
     done
 done
-python3 "$root/perf/forwarding_table.py" "$raw" "$count"
+python3 "$root/perf/forwarding_table.py" "$raw" "$count" "$root/perf/results/forwarding.svg" | tee "$root/perf/results/forwarding.md"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises perf/forwarding.sh's per-run JSON lines as Markdown tables.
 
-Usage: forwarding_table.py RAW.jsonl COUNT
+Usage: forwarding_table.py RAW.jsonl COUNT [PLOT.svg]
 Each line: run, size, hops, load1, foreign_cores, mode, weft{...}, baseline{...}.
 Medians and min-max over runs; ratios are Weft / baseline per run, from the same run.
 """
@@ -20,6 +20,38 @@ def fmt_rate(xs):
 
 def fmt_ratio(xs):
     return f"{100 * statistics.median(xs):.0f} % [{100 * min(xs):.0f}–{100 * max(xs):.0f}]"
+
+
+def svg_bars(groups, path):
+    """Grouped bars (median, min-max whiskers) of msgs/s per path and size: Weft and the three
+    baseline modes. groups: [(label, [(series, [values])])]."""
+    colours = {"Weft": "#1f77b4", "per-packet": "#bbbbbb", "gso": "#ff7f0e", "gro-gso": "#2ca02c"}
+    top = max((max(v) for _, series in groups for _, v in series if v), default=1)
+    w, h, left, bottom, bar = 120 * len(groups) + 80, 320, 70, 40, 22
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h + 40}" font-family="sans-serif" font-size="11">',
+           f'<text x="{left}" y="14">msgs/s through the chain (median, min–max), Weft beside the kernel-UDP forwarder modes</text>']
+    scale = (h - bottom - 30) / top
+    for i in range(5):
+        y = h - bottom - i * (h - bottom - 30) / 4
+        out.append(f'<line x1="{left}" x2="{w - 10}" y1="{y:.0f}" y2="{y:.0f}" stroke="#eee"/>')
+        out.append(f'<text x="{left - 5}" y="{y + 4:.0f}" text-anchor="end">{top * i / 4 / 1e6:.1f}M</text>')
+    for gi, (label, series) in enumerate(groups):
+        x0 = left + 10 + gi * 120
+        for si, (name, vals) in enumerate(series):
+            if not vals:
+                continue
+            med, lo, hi = statistics.median(vals), min(vals), max(vals)
+            x = x0 + si * bar
+            out.append(f'<rect x="{x}" y="{h - bottom - med * scale:.1f}" width="{bar - 3}" height="{med * scale:.1f}" fill="{colours[name]}"/>')
+            cx = x + (bar - 3) / 2
+            out.append(f'<line x1="{cx}" x2="{cx}" y1="{h - bottom - lo * scale:.1f}" y2="{h - bottom - hi * scale:.1f}" stroke="#000"/>')
+        out.append(f'<text x="{x0 + 2 * bar}" y="{h - bottom + 15}" text-anchor="middle">{label}</text>')
+    for i, (name, colour) in enumerate(colours.items()):
+        out.append(f'<rect x="{left + i * 110}" y="{h + 10}" width="10" height="10" fill="{colour}"/>')
+        out.append(f'<text x="{left + i * 110 + 14}" y="{h + 19}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 def main():
@@ -63,6 +95,16 @@ def main():
             rr = [weft[run]["rate"] / b["rate"] for run, b in base[m].items() if b["rate"] > 0]
             ratios.append(fmt_ratio(rr) if rr else "–")
         print("| " + " | ".join(cells + ratios) + " |")
+    bars = []
+    for (size, hops), rs in sorted(groups.items()):
+        rs = [r for r in rs if r["run"] in kept]
+        weft = {r["run"]: r["weft"]["rate"] for r in rs}
+        series = [("Weft", list(weft.values()))]
+        for m in MODES:
+            series.append((m, [r["baseline"]["rate"] for r in rs if r["mode"] == m]))
+        bars.append((f"{hops} hop{'s' if hops > 1 else ''}, {size} B", series))
+    if len(sys.argv) > 3:
+        svg_bars(bars, sys.argv[3])
     print()
     print("Baseline forwarders' CPU ns/msg (sum over the chain's forwarders, median):")
     print()
