@@ -1,0 +1,176 @@
+# Sourced by perf/forwarding.sh and perf/latency.sh (not run alone): builds release, starts
+# three data planes in a line (1 -> 2 -> 3) on loopback with static routes, and defines the
+# measurement helpers both scripts use:
+#   weft_rate DST SIZE [RATE [SECS]]   weft-send on node 1 -> weft-recv on node DST (JSON)
+#   baseline_rate K SIZE MODE RATE     udp-baseline gen -> forward x K -> sink (JSON)
+#   baseline_best K SIZE MODE          the baseline's highest rate with <= 1 % loss (JSON)
+#   cpu_of PID...  foreign_load        CPU seconds of processes; busy cores outside them
+# Expects: root (the checkout), count (messages per measurement).
+cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
+bin=$root/target/release
+run=$(mktemp -d /tmp/weft-perf.XXXXXX)
+mkdir -p "$root/perf/results"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+trap cleanup EXIT INT TERM
+
+cat >"$run/line.toml" <<TOML
+schema = 1
+[overlay]
+name = "perfline"
+TOML
+for n in 1 2 3; do cat >>"$run/line.toml" <<TOML
+[[node]]
+id = $n
+name = "n$n"
+cores = [$(( (n - 1) % 2 ))]
+session_socket = "$run/node$n.sock"
+ctl_socket = "$run/node$n.ctl"
+[[node.interface]]
+isp = "a"
+addr = "127.0.77.$n:$((17000 + n))"
+TOML
+done
+cat >>"$run/line.toml" <<TOML
+[[link]]
+id = 0
+nodes = [1, 2]
+cost = 1000
+[[link]]
+id = 1
+nodes = [2, 3]
+cost = 1000
+TOML
+
+for n in 1 2 3; do
+    "$bin/weft-dataplane" --config "$run/line.toml" --id "$n" >"$run/node$n.log" 2>&1 &
+    pids+=($!)
+done
+for n in 1 2 3; do
+    for _ in $(seq 100); do [ -S "$run/node$n.sock" ] && break; sleep 0.05; done
+    "$bin/weft-controld" --config "$run/line.toml" --id "$n" --static-routes >/dev/null
+done
+sleep 1
+
+dp_pids=("${pids[@]}")
+
+# CPU seconds (user + system) of the given pids, from /proc/PID/stat.
+cpu_of() {
+    python3 - "$@" <<'PY'
+import os, sys
+tck = os.sysconf("SC_CLK_TCK")
+total = 0
+for p in sys.argv[1:]:
+    try:
+        f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        total += int(f[11]) + int(f[12])
+    except OSError:
+        pass
+print(total / tck)
+PY
+}
+
+# Busy cores outside this script's processes over 1 s (the machine is otherwise idle).
+foreign_load() {
+    python3 - <<'PY'
+import time
+def busy():
+    f = list(map(int, open("/proc/stat").readline().split()[1:]))
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+b0, t0 = busy(); time.sleep(1); b1, t1 = busy()
+import os
+print(round((b1 - b0) / max(t1 - t0, 1) * os.cpu_count(), 2))
+PY
+}
+
+weft_rate() { # dst size [rate [seconds]] -> JSON fields
+    local dst=$1 size=$2 rate=${3:-0} port=$((200 + RANDOM % 1000)) limit=()
+    [ -n "${4:-}" ] && limit=(--seconds "$4")
+    "$bin/weft-recv" --socket "$run/node$dst.sock" --port "$port" --idle-exit-ms 1000 --seconds 60 --json >"$run/recv.out" 2>&1 &
+    local rp=$!
+    sleep 0.2
+    local chain=("${dp_pids[@]:0:$dst}")
+    local c0; c0=$(cpu_of "${chain[@]}")
+    "$bin/weft-send" --socket "$run/node1.sock" --to "$dst:$port" --rate "$rate" --count "$count" "${limit[@]}" --size "$size" >"$run/send.out"
+    wait "$rp" || true
+    local c1; c1=$(cpu_of "${chain[@]}")
+    python3 - "$run/recv.out" "$run/send.out" "$c0" "$c1" <<'PY'
+import json, sys
+recv = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+send = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+got = recv.get("received", 0)
+cpu = float(sys.argv[4]) - float(sys.argv[3])
+print(json.dumps({"rate": recv.get("rate", 0), "received": got, "sent": send.get("sent", 0),
+                  "p50_us": recv.get("latency_us", {}).get("p50"), "latency_us": recv.get("latency_us"),
+                  "forwarders_cpu_ns_per_msg": cpu * 1e9 / got if got else None}))
+PY
+}
+
+baseline_rate() { # forwarders size mode rate -> JSON fields
+    local k=$1 size=$2 mode=$3 rate=$4 base=$((30000 + RANDOM % 20000))
+    local sink=127.0.0.1:$base sinkflag=() genflag=()
+    [ "$mode" = gro-gso ] && sinkflag=(--gro) && genflag=(--gso)
+    # PIN=1: the forwarders on core 1, generator and sink on core 0 (the reference's setup).
+    local edge=() middle=()
+    [ "${PIN:-0}" = 1 ] && edge=(taskset -c 0) && middle=(taskset -c 1)
+    "${edge[@]}" "$bin/udp-baseline" sink --listen "$sink" "${sinkflag[@]}" --seconds 60 --idle-exit-ms 500 >"$run/bsink.out" &
+    local sp=$! to=$sink
+    local fps=()
+    for h in $(seq "$k"); do
+        local listen=127.0.0.1:$((base + h))
+        "${middle[@]}" "$bin/udp-baseline" forward --listen "$listen" --to "$to" --mode "$mode" --seconds 60 --idle-exit-ms 500 >"$run/bfwd$h.out" &
+        fps+=($!)
+        to=$listen
+    done
+    sleep 0.2
+    "${edge[@]}" "$bin/udp-baseline" gen --to "$to" --size "$size" --count "$count" --rate "$rate" --batch 32 "${genflag[@]}" >"$run/bgen.out"
+    wait "$sp" || true
+    for p in "${fps[@]}"; do wait "$p" || true; done
+    python3 - "$run/bsink.out" "$run/bgen.out" "$run"/bfwd*.out <<'PY'
+import json, sys
+sink = json.loads(open(sys.argv[1]).read())
+gen = json.loads(open(sys.argv[2]).read())
+fwd = [json.loads(open(f).read()) for f in sys.argv[3:]]
+got = sink.get("received", 0)
+cpu = sum(f["cpu_s"] for f in fwd)
+print(json.dumps({"rate": sink.get("rate", 0), "received": got, "sent": gen.get("sent", 0),
+                  "offered": gen.get("rate", 0), "loss_pct": sink.get("loss_pct", 0),
+                  "p50_us": sink.get("latency_us", {}).get("p50"), "latency_us": sink.get("latency_us"),
+                  "forwarders_cpu_ns_per_msg": cpu * 1e9 / got if got else None}))
+PY
+    rm -f "$run"/bfwd*.out
+}
+
+# The baseline's capacity: the highest delivered rate with at most 1 % loss, found by
+# bisecting the generator's paced rate (a flat-out generator starves the forwarders it shares
+# the cores with, which under-reports them). Prints the best probe's JSON with the flat-out
+# figure and the probes tried.
+baseline_best() { # forwarders size mode
+    local k=$1 size=$2 mode=$3
+    local flat; flat=$(baseline_rate "$k" "$size" "$mode" 0)
+    local probes=("$flat")
+    local lo=0 hi
+    hi=$(python3 -c 'import json,sys; print(int(max(json.loads(sys.argv[1])["rate"], 100000) * 4))' "$flat")
+    for _ in 1 2 3 4 5 6; do
+        local mid=$(( (lo + hi) / 2 ))
+        local p; p=$(baseline_rate "$k" "$size" "$mode" "$mid")
+        probes+=("$p")
+        if python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["loss_pct"] <= 1.0 and json.loads(sys.argv[1])["received"] > 0 else 1)' "$p"; then
+            lo=$mid
+        else
+            hi=$mid
+        fi
+    done
+    python3 - "${probes[@]}" <<'PY'
+import json, sys
+probes = [json.loads(p) for p in sys.argv[1:]]
+flat, paced = probes[0], probes[1:]
+ok = [p for p in paced if p["loss_pct"] <= 1.0 and p["received"] > 0]
+best = max(ok, key=lambda p: p["rate"]) if ok else flat
+best = dict(best, flat_rate=flat["rate"], flat_loss_pct=flat["loss_pct"],
+            probes=[[round(p["offered"]), round(p["rate"]), round(p["loss_pct"], 2)] for p in paced])
+print(json.dumps(best))
+PY
+}
+
