@@ -5,7 +5,8 @@
 #   baseline_rate K SIZE MODE RATE     udp-baseline gen -> forward x K -> sink (JSON)
 #   baseline_best K SIZE MODE          the baseline's highest rate with <= 1 % loss (JSON)
 #   cpu_of PID...  foreign_load        CPU seconds of processes; busy cores outside them
-# Expects: root (the checkout), count (messages per measurement).
+# Expects: root (the checkout), count (messages per measurement); workers=2 gives every node two
+# workers on cores 0 and 1 (default: one worker, nodes alternating between the cores).
 cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
 bin=$root/target/release
 run=$(mktemp -d /tmp/weft-perf.XXXXXX)
@@ -23,7 +24,7 @@ for n in 1 2 3; do cat >>"$run/line.toml" <<TOML
 [[node]]
 id = $n
 name = "n$n"
-cores = [$(( (n - 1) % 2 ))]
+cores = [$( [ "${workers:-1}" = 2 ] && echo "0, 1" || echo $(( (n - 1) % 2 )) )]
 session_socket = "$run/node$n.sock"
 ctl_socket = "$run/node$n.ctl"
 [[node.interface]]
