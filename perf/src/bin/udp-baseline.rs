@@ -51,23 +51,7 @@ enum Cmd {
         idle_exit_ms: u64,
     },
     /// Send --count probe datagrams of --size bytes to --to.
-    Gen {
-        #[arg(long)]
-        to: SocketAddr,
-        #[arg(long, default_value_t = 100)]
-        size: usize,
-        #[arg(long, default_value_t = 1_000_000)]
-        count: u64,
-        /// Datagrams per second; 0 is flat out.
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        /// Datagrams per syscall (sendmmsg, or one GSO send with --gso), 1..=64.
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        /// Send each batch as one UDP_SEGMENT send.
-        #[arg(long)]
-        gso: bool,
-    },
+    Gen(GenSpec),
 }
 
 fn main() -> ExitCode {
@@ -89,21 +73,7 @@ fn main() -> ExitCode {
             seconds,
             idle_exit_ms,
         } => udp_baseline::sink(listen, gro, life(seconds, idle_exit_ms)),
-        Cmd::Gen {
-            to,
-            size,
-            count,
-            rate,
-            batch,
-            gso,
-        } => udp_baseline::generate(GenSpec {
-            to,
-            size,
-            count,
-            rate,
-            batch,
-            gso,
-        }),
+        Cmd::Gen(spec) => udp_baseline::generate(spec),
     };
     match report {
         Ok(v) => {

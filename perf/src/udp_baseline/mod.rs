@@ -91,20 +91,26 @@ impl Clock {
     }
 }
 
-/// What a generator is asked to send.
-#[derive(Clone, Copy, Debug)]
+/// What a generator is asked to send (also `udp-baseline gen`'s options).
+#[derive(Clone, Copy, Debug, clap::Args)]
 pub struct GenSpec {
     /// Destination.
+    #[arg(long)]
     pub to: SocketAddr,
     /// Datagram size in bytes (at least the probe header).
+    #[arg(long, default_value_t = 100)]
     pub size: usize,
     /// Datagrams to send.
+    #[arg(long, default_value_t = 1_000_000)]
     pub count: u64,
     /// Datagrams per second; 0 sends flat out.
+    #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Datagrams per syscall (1..=64).
+    /// Datagrams per syscall (sendmmsg, or one GSO send with --gso), 1..=64.
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Send each batch as one `UDP_SEGMENT` send instead of a `sendmmsg`.
+    #[arg(long)]
     pub gso: bool,
 }
 
