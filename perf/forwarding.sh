@@ -22,7 +22,8 @@
 #
 # Usage: perf/forwarding.sh [--count N] [--runs R] [--sizes "100 1400"]
 #   (release build; prints Markdown tables, also written to perf/results/forwarding.md, with a
-#   plot in perf/results/forwarding.svg; raw per-run JSON lines go to perf/results/forwarding.jsonl)
+#   plot in perf/results/forwarding.svg; raw per-run JSON lines go to perf/results/forwarding.jsonl;
+#   WEFT_PERF_OUT=DIR writes them to DIR instead)
 set -euo pipefail
 count=200000
 runs=3
@@ -37,8 +38,9 @@ while [ $# -gt 0 ]; do
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-mkdir -p "$root/perf/results"
-raw=$root/perf/results/forwarding.jsonl
+out=${WEFT_PERF_OUT:-$root/perf/results}
+mkdir -p "$out"
+raw=$out/forwarding.jsonl
 : >"$raw"
 # shellcheck source=perf/line-overlay.sh
 source "$root/perf/line-overlay.sh"
@@ -63,4 +65,4 @@ for r in $(seq "$runs"); do
         done
     done
 done
-python3 "$root/perf/forwarding_table.py" "$raw" "$count" "$root/perf/results/forwarding.svg" | tee "$root/perf/results/forwarding.md"
+python3 "$root/perf/forwarding_table.py" "$raw" "$count" "$out/forwarding.svg" | tee "$out/forwarding.md"

@@ -13,8 +13,11 @@
 # path's 50 % rate; one more data plane and one more loopback crossing). All processes share
 # the 2 cores.
 #
-# Usage: perf/latency.sh [--runs R] [--seconds S] [--overload-seconds S] [--sizes LIST]
-#   (prints Markdown; raw lines in perf/results/latency.jsonl, tables in perf/results/latency.md)
+# Usage: perf/latency.sh [--runs R] [--seconds S] [--overload-seconds S] [--sizes LIST] [--count N]
+#   --count N: messages of each capacity measurement (default 200000).
+#   (prints Markdown; raw lines in perf/results/latency.jsonl, tables in perf/results/latency.md,
+#   plots in perf/results/latency.svg (percentiles at 50 %), latency-added.svg (the second hop)
+#   and latency-overload.svg; WEFT_PERF_OUT=DIR writes them to DIR instead)
 set -euo pipefail
 runs=3
 seconds=5
@@ -27,13 +30,15 @@ while [ $# -gt 0 ]; do
         --seconds) seconds=$2; shift 2 ;;
         --overload-seconds) overload_seconds=$2; shift 2 ;;
         --sizes) sizes=$2; shift 2 ;;
-        *) echo "usage: $0 [--runs R] [--seconds S] [--overload-seconds S] [--sizes LIST]" >&2; exit 2 ;;
+        --count) count=$2; shift 2 ;;
+        *) echo "usage: $0 [--runs R] [--seconds S] [--overload-seconds S] [--sizes LIST] [--count N]" >&2; exit 2 ;;
     esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-mkdir -p "$root/perf/results"
-raw=$root/perf/results/latency.jsonl
+out=${WEFT_PERF_OUT:-$root/perf/results}
+mkdir -p "$out"
+raw=$out/latency.jsonl
 : >"$raw"
 # shellcheck source=perf/line-overlay.sh
 source "$root/perf/line-overlay.sh"
@@ -75,4 +80,4 @@ for r in $(seq "$runs"); do
         done
     done
 done
-python3 "$root/perf/latency_table.py" "$raw" | tee "$root/perf/results/latency.md"
+python3 "$root/perf/latency_table.py" "$raw" "$out/latency.svg" | tee "$out/latency.md"

@@ -1,14 +1,63 @@
 #!/usr/bin/env python3
 """Summarises perf/latency.sh's per-run JSON lines as Markdown.
 
-Usage: latency_table.py RAW.jsonl
+Usage: latency_table.py RAW.jsonl [PLOT.svg]
 Medians and min-max over runs of: capacity, latency at 50 % of it (Weft and the kernel-UDP gso
 chain at the same rate), the latency added by the second hop, and the 2x overload run.
+With PLOT.svg: the latency percentiles at 50 % load there (log scale), the second hop's added
+latency in PLOT-added.svg and the overload run's received rate beside the capacity in
+PLOT-overload.svg (median bars, min-max whiskers).
 """
 import json
+import os
 import statistics
 import sys
 from collections import defaultdict
+
+sys.dont_write_bytecode = True  # no __pycache__ in perf/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import svgplot  # noqa: E402
+
+PCTS = [("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")]
+
+
+def us(v):
+    return f"{v:g}"
+
+
+def plots(by, path):
+    hop = lambda h: f"{h} hop{'s' if h > 1 else ''}"  # noqa: E731
+    groups = []
+    for (size, hops), rs in sorted(by.items()):
+        series = [(f"Weft {n}", [lat(r, "half", p) for r in rs]) for p, n in PCTS]
+        series += [(f"kernel gso {n}", [lat(r, "baseline_half", p) for r in rs]) for p, n in PCTS]
+        groups.append((f"{hop(hops)}, {size} B", series))
+    svgplot.grouped_bars(path, "one-way latency at 50 % of capacity, µs: Weft beside the kernel-UDP "
+                         "gso chain at the same rate", groups, "µs", log=True, tick=us)
+    groups = []
+    for size in sorted({s for s, _ in by}):
+        one = {r["run"]: r for r in by.get((size, 1), [])}
+        two = {r["run"]: r for r in by.get((size, 2), [])}
+        series = []
+        for p, n in PCTS:
+            series.append((f"added {n}", [lat(two[k], "half", p) - lat(one[k], "at_two_hop_half", p)
+                                          for k in two if k in one
+                                          and lat(two[k], "half", p) is not None
+                                          and lat(one[k], "at_two_hop_half", p) is not None]))
+        groups.append((f"{size} B", series))
+    svgplot.grouped_bars(path[:-4] + "-added.svg", "latency the second hop adds (2 hops minus 1 hop at "
+                         "the same rate), µs", groups, "µs", tick=us)
+    groups = []
+    for (size, hops), rs in sorted(by.items()):
+        rs = [r for r in rs if r.get("overload")]
+        if rs:
+            groups.append((f"{hop(hops)}, {size} B",
+                           [("capacity", [r["capacity"]["rate"] for r in rs]),
+                            ("offered (2x)", [2 * r["capacity"]["rate"] for r in rs]),
+                            ("received under 2x", [r["overload"]["rate"] for r in rs])]))
+    if groups:
+        svgplot.grouped_bars(path[:-4] + "-overload.svg", "overload: msgs/s received with the sender "
+                             "paced at 2x capacity", groups, "msgs/s")
 
 
 def mm(xs, f="{:.0f}"):
@@ -92,6 +141,8 @@ def main():
         lost = sum(r["overload"]["sent"] - r["overload"]["received"] for r in rs)
         cells += [str(lost), links or "–"]
         print("| " + " | ".join(cells) + " |")
+    if len(sys.argv) > 2:
+        plots(by, sys.argv[2])
 
 
 if __name__ == "__main__":

@@ -1,16 +1,28 @@
-# Sourced by perf/forwarding.sh and perf/latency.sh (not run alone): builds release, starts
-# three data planes in a line (1 -> 2 -> 3) on loopback with static routes, and defines the
-# measurement helpers both scripts use:
+# Sourced by perf/forwarding.sh, latency.sh, workers.sh and services.sh (not run alone): builds
+# release, starts three data planes in a line (1 -> 2 -> 3) on loopback with static routes, and
+# defines the measurement helpers they use:
 #   weft_rate DST SIZE [RATE [SECS]]   weft-send on node 1 -> weft-recv on node DST (JSON)
 #   baseline_rate K SIZE MODE RATE     udp-baseline gen -> forward x K -> sink (JSON)
 #   baseline_best K SIZE MODE          the baseline's highest rate with <= 1 % loss (JSON)
 #   cpu_of PID...  foreign_load        CPU seconds of processes; busy cores outside them
-# Expects: root (the checkout), count (messages per measurement); workers=2 gives every node two
-# workers on cores 0 and 1 (default: one worker, nodes alternating between the cores).
-cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
+# Expects: root (the checkout), count (messages per measurement). Optional variables, read when
+# sourced (the overlay's config):
+#   workers=2     every node gets two workers on cores 0 and 1 (default: one worker, nodes
+#                 alternating between the cores);
+#   auth=1        every link is keyed (AES-128-GCM, one key file for both links, as
+#                 perf/auth-forwarding.sh does); auth=0 or unset: plain links;
+#   link_mtu=N    `mtu = N` on every link (default: the config's default, 1500);
+#   packing=off   `packing = false` in every [[node]] entry (the data plane must know the key);
+# and read by weft_rate at each call:
+#   service=reliable|realtime   weft-send --service (default best-effort);
+#   flows=K       weft-send --flows K (default 1).
+# WEFT_PERF_BUILT=1: skip the build and use target/release as it is (perf/run-all.sh builds once,
+# so every benchmark of one run uses the same binaries).
+if [ "${WEFT_PERF_BUILT:-0}" != 1 ]; then
+    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
+fi
 bin=$root/target/release
 run=$(mktemp -d /tmp/weft-perf.XXXXXX)
-mkdir -p "$root/perf/results"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
 trap cleanup EXIT INT TERM
@@ -27,21 +39,19 @@ name = "n$n"
 cores = [$( [ "${workers:-1}" = 2 ] && echo "0, 1" || echo $(( (n - 1) % 2 )) )]
 session_socket = "$run/node$n.sock"
 ctl_socket = "$run/node$n.ctl"
+$( [ "${packing:-on}" = off ] && echo "packing = false" )
 [[node.interface]]
 isp = "a"
 addr = "127.0.77.$n:$((17000 + n))"
 TOML
 done
-cat >>"$run/line.toml" <<TOML
-[[link]]
-id = 0
-nodes = [1, 2]
-cost = 1000
-[[link]]
-id = 1
-nodes = [2, 3]
-cost = 1000
-TOML
+echo "0 00112233445566778899aabbccddeeff" >"$run/link.key"
+chmod 600 "$run/link.key"
+for l in 0 1; do
+    printf '[[link]]\nid = %s\nnodes = [%s, %s]\ncost = 1000\n' "$l" $((l + 1)) $((l + 2)) >>"$run/line.toml"
+    if [ -n "${link_mtu:-}" ]; then printf 'mtu = %s\n' "$link_mtu" >>"$run/line.toml"; fi
+    if [ "${auth:-0}" = 1 ]; then printf 'key_file = "link.key"\n' >>"$run/line.toml"; fi
+done
 
 for n in 1 2 3; do
     "$bin/weft-dataplane" --config "$run/line.toml" --id "$n" >"$run/node$n.log" 2>&1 &
@@ -49,6 +59,11 @@ for n in 1 2 3; do
 done
 for n in 1 2 3; do
     for _ in $(seq 100); do [ -S "$run/node$n.sock" ] && break; sleep 0.05; done
+    if [ ! -S "$run/node$n.sock" ]; then
+        echo "line-overlay.sh: node $n did not start; its log:" >&2
+        cat "$run/node$n.log" >&2
+        exit 1
+    fi
     "$bin/weft-controld" --config "$run/line.toml" --id "$n" --static-routes >/dev/null
 done
 sleep 1
@@ -88,12 +103,13 @@ PY
 weft_rate() { # dst size [rate [seconds]] -> JSON fields
     local dst=$1 size=$2 rate=${3:-0} port=$((200 + RANDOM % 1000)) limit=()
     [ -n "${4:-}" ] && limit=(--seconds "$4")
+    local svc=(--service "${service:-best-effort}" --flows "${flows:-1}")
     "$bin/weft-recv" --socket "$run/node$dst.sock" --port "$port" --idle-exit-ms 1000 --seconds 60 --json >"$run/recv.out" 2>&1 &
     local rp=$!
     sleep 0.2
     local chain=("${dp_pids[@]:0:$dst}")
     local c0; c0=$(cpu_of "${chain[@]}")
-    "$bin/weft-send" --socket "$run/node1.sock" --to "$dst:$port" --rate "$rate" --count "$count" "${limit[@]}" --size "$size" >"$run/send.out"
+    "$bin/weft-send" --socket "$run/node1.sock" --to "$dst:$port" --rate "$rate" --count "$count" "${limit[@]}" --size "$size" "${svc[@]}" >"$run/send.out"
     wait "$rp" || true
     local c1; c1=$(cpu_of "${chain[@]}")
     python3 - "$run/recv.out" "$run/send.out" "$c0" "$c1" <<'PY'
@@ -104,7 +120,10 @@ got = recv.get("received", 0)
 cpu = float(sys.argv[4]) - float(sys.argv[3])
 print(json.dumps({"rate": recv.get("rate", 0), "received": got, "sent": send.get("sent", 0),
                   "p50_us": recv.get("latency_us", {}).get("p50"), "latency_us": recv.get("latency_us"),
-                  "forwarders_cpu_ns_per_msg": cpu * 1e9 / got if got else None}))
+                  "forwarders_cpu_ns_per_msg": cpu * 1e9 / got if got else None,
+                  "send_rate": send.get("rate", 0), "credit_stalls": send.get("credit_stalls"),
+                  "drained": send.get("drained"), "duplicates": recv.get("duplicates"),
+                  "reordered": recv.get("reordered"), "max_gap_ms": recv.get("max_gap_ms")}))
 PY
 }
 

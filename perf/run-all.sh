@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The whole benchmark matrix of issue 9 in one command: builds release once, then runs
+# perf/forwarding.sh, perf/services.sh, perf/latency.sh and perf/workers.sh in sequence (each on
+# the same binaries: WEFT_PERF_BUILT=1), and writes summary.md beside their tables, plots and
+# raw lines: every table with the command that produced it and its start and end time, links
+# to the plots, the commit, and the machine's load at the start.
+#
+# Default counts (the figures RESULTS.md quotes): forwarding, services and workers 200,000
+# messages per measurement, latency 5 s at 50 % load and 30 s at 2x, 3 runs each; about half an
+# hour on a quiet 2-core machine. Run it on a quiet machine: every table marks runs that start
+# with more than 0.5 busy core outside the benchmark.
+# --quick: 20,000 messages, 1 run, latency 1 s and 2 s (a smoke check of the scripts, not
+# figures), written to perf/results/quick/ so the full results are not overwritten.
+# Every benchmark is bounded by `timeout` (an hour each, 10 minutes each with --quick); a
+# benchmark that fails or times out is reported in summary.md and the next one still runs; the
+# exit status is non-zero if any failed.
+#
+# Usage: perf/run-all.sh [--quick] [--out DIR] [--no-build]
+#   --out DIR:  write everything to DIR (default perf/results, perf/results/quick with --quick);
+#   --no-build: use target/release as it is (e.g. while the tree does not build).
+set -euo pipefail
+invocation="perf/run-all.sh${*:+ $*}"
+quick=0
+out=
+build=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1; shift ;;
+        --out) out=$2; shift 2 ;;
+        --no-build) build=0; shift ;;
+        *) echo "usage: $0 [--quick] [--out DIR] [--no-build]" >&2; exit 2 ;;
+    esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ -z "$out" ]; then
+    out=$root/perf/results
+    [ "$quick" = 1 ] && out=$root/perf/results/quick
+fi
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+export WEFT_PERF_OUT=$out
+
+if [ "$quick" = 1 ]; then
+    steps=(
+        "forwarding|perf/forwarding.sh --count 20000 --runs 1"
+        "services|perf/services.sh --count 20000 --runs 1"
+        "latency|perf/latency.sh --runs 1 --seconds 1 --overload-seconds 2 --count 20000"
+        "workers|perf/workers.sh --count 20000 --runs 1"
+    )
+    limit=600
+else
+    steps=(
+        "forwarding|perf/forwarding.sh --count 200000 --runs 3"
+        "services|perf/services.sh --count 200000 --runs 3"
+        "latency|perf/latency.sh --runs 3 --seconds 5 --overload-seconds 30"
+        "workers|perf/workers.sh --count 200000 --runs 3"
+    )
+    limit=3600
+fi
+declare -A plots=(
+    [forwarding]="forwarding.svg"
+    [services]="services.svg"
+    [latency]="latency.svg latency-added.svg latency-overload.svg"
+    [workers]="workers.svg"
+)
+
+started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+if [ "$build" = 1 ]; then
+    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
+fi
+export WEFT_PERF_BUILT=1
+
+failed=0
+status=$(mktemp /tmp/weft-run-all.XXXXXX)
+trap 'rm -f "$status"' EXIT
+for step in "${steps[@]}"; do
+    name=${step%%|*}
+    cmd=${step#*|}
+    t0=$(date -u '+%Y-%m-%d %H:%M:%S')
+    echo "== $cmd" >&2
+    # shellcheck disable=SC2086  # cmd is split into the script and its options on purpose
+    if timeout "$limit" bash $cmd 2>&1 | tee "$out/$name.log"; then rc=0; else rc=${PIPESTATUS[0]}; fi
+    t1=$(date -u '+%H:%M:%S')
+    [ "$rc" = 0 ] || failed=1
+    printf '%s|%s|%s|%s|%s\n' "$name" "$cmd" "$t0" "$t1" "$rc" >>"$status"
+done
+
+python3 - "$out" "$status" "$invocation" "$started" "$load_start" "$commit" "$dirty" "$quick" \
+    "$(nproc)" "$(uname -r)" "${plots[forwarding]}" "${plots[services]}" "${plots[latency]}" \
+    "${plots[workers]}" <<'PY'
+import os, sys
+out, status, invocation, started, load, commit, dirty, quick, cores, kernel = sys.argv[1:11]
+plots = dict(zip(["forwarding", "services", "latency", "workers"], [p.split() for p in sys.argv[11:15]]))
+titles = {"forwarding": "Forwarding beside the kernel-UDP forwarder chain",
+          "services": "Reliable and authenticated beside best effort",
+          "latency": "Latency at 50 % load and 2x overload",
+          "workers": "One and two workers per node"}
+lines = [f"# Weft benchmark summary{' (quick smoke check: not figures)' if quick == '1' else ''}", "",
+         f"Command: `{invocation}`, started {started}; commit {commit}"
+         f"{f' with {dirty} modified tracked files in the tree' if dirty != '0' else ''}; "
+         f"release build; {cores} cores, Linux {kernel}; load average at the start {load}.", "",
+         "Each section: the benchmark's own command, its start and end (UTC), its tables as it "
+         "wrote them, and its plots (median bars, min–max whiskers). Raw per-run lines: "
+         "`*.jsonl` here; each benchmark's full output: `*.log`.", ""]
+for row in open(status):
+    name, cmd, t0, t1, rc = row.rstrip("\n").split("|")
+    lines += [f"## {titles.get(name, name)}", "",
+              f"Command: `{cmd}` ({t0} – {t1} UTC){'' if rc == '0' else f'; **failed with exit status {rc}** (see `{name}.log`)'}", ""]
+    md = os.path.join(out, f"{name}.md")
+    if rc == "0" and os.path.exists(md):
+        lines += [open(md).read().rstrip(), ""]
+    for p in plots.get(name, []) if rc == "0" else []:
+        if os.path.exists(os.path.join(out, p)):
+            lines += [f"![{name}: {p}]({p})", ""]
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines))
+print(f"wrote {os.path.join(out, 'summary.md')}", file=sys.stderr)
+PY
+exit "$failed"
