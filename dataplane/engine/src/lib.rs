@@ -23,6 +23,7 @@ pub mod monitors;
 pub mod node;
 pub mod originate;
 mod output;
+pub mod packer;
 pub mod reliable_flows;
 mod rx;
 pub mod session;

@@ -205,6 +205,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             region: region.clone(),
             features,
             gro,
+            packing: node.packing(),
             stop: stop.clone(),
             doorbell: doorbell.clone(),
             role,

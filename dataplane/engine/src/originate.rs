@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use weft_proto::forward::{DEFAULT_TTL, Forwarder, LinkSender, NextHop};
+use weft_proto::forward::{DEFAULT_TTL, DataRecord, Forwarder, LinkSender, NextHop};
 use weft_proto::realtime::{RtLinks, RtMeta};
 use weft_proto::reliable::RelLinks;
 use weft_shared::DropReason;
@@ -29,12 +29,12 @@ use weft_shared::session::{
     DeliveredTo, DeliveryMode, Destination, ErrorCode, LinkProtocol, RoutingMode,
 };
 use weft_shared::shm::fib::FibTable;
-use weft_shared::shm::{Counter, PacketMeta, WorkerCounters};
+use weft_shared::shm::{Counter, WorkerCounters};
 use weft_shared::time::Instant;
 use weft_shared::wire::{DataRepr, Delivery, LinkProto, OverlayRepr, RecordFlags, Route, Strikes};
 
 use crate::links::Links;
-use crate::output::send_on_link;
+use crate::packer::{PackTx, Packer};
 use crate::reliable_flows::{E2E_ACK_PORT, SourceInfo};
 use crate::session::{DeliverInfo, FlowService, OutboundMessage, SessionSink};
 use crate::uring::TxQueue;
@@ -108,6 +108,8 @@ pub struct Originate<'a> {
     pub links: &'a Links,
     /// Worker 0's packet builder.
     pub sender: &'a mut LinkSender,
+    /// Worker 0's open data packets.
+    pub packer: &'a mut Packer,
     /// Worker 0's counters.
     pub counters: &'a WorkerCounters,
     /// Worker 0's tx queue.
@@ -134,6 +136,7 @@ impl<'a> Originate<'a> {
         fib: &'a FibTable,
         links: &'a Links,
         sender: &'a mut LinkSender,
+        packer: &'a mut Packer,
         counters: &'a WorkerCounters,
         tx: &'a mut TxQueue,
         local: &'a mut LocalQueue,
@@ -148,6 +151,7 @@ impl<'a> Originate<'a> {
             fib,
             links,
             sender,
+            packer,
             counters,
             tx,
             local,
@@ -228,20 +232,19 @@ impl<'a> Originate<'a> {
             fragment: None,
             payload: body,
         };
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
+        self.send_data(link, &DataRecord::Message(&data))
+    }
+
+    /// Sends a data record on `link` through worker 0's packer.
+    fn send_data(&mut self, link: LinkId, record: &DataRecord<'_>) -> Result<(), DropReason> {
+        let mut t = PackTx {
+            tx: self.tx,
+            sender: self.sender,
+            links: self.links,
+            worker: 0,
+            counters: self.counters,
         };
-        send_on_link(
-            self.tx,
-            self.sender,
-            self.links,
-            0,
-            self.counters,
-            meta,
-            |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
-        )
+        self.packer.send(&mut t, link, record)
     }
 }
 
@@ -372,21 +375,8 @@ impl Originate<'_> {
             fragment: None,
             payload: msg.payload,
         };
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
-        };
         if !realtime && !reliable {
-            return send_on_link(
-                self.tx,
-                self.sender,
-                self.links,
-                0,
-                self.counters,
-                meta,
-                |s, buf, link, path, max| s.write_data(buf, link, path, &data, max),
-            );
+            return self.send_data(link, &DataRecord::Message(&data));
         }
         // Encode the record body, let the link's sender number it and keep a copy.
         let mut body = [0u8; RECORD_SCRATCH];
@@ -408,17 +398,12 @@ impl Originate<'_> {
                 .saturating_add(Duration::from_micros(u64::from(remaining))),
         };
         let link_seq = self.rt.send(self.now, link, one_way, rt_meta, body)?;
-        send_on_link(
-            self.tx,
-            self.sender,
-            self.links,
-            0,
-            self.counters,
-            meta,
-            |s, buf, link, path, max| {
-                s.write_sequenced_data(buf, link, path, body, link_seq, RecordFlags::NONE, max)
-            },
-        )
+        let record = DataRecord::Encoded {
+            body,
+            link_seq,
+            flags: RecordFlags::NONE,
+        };
+        self.send_data(link, &record)
     }
 }
 

@@ -6,7 +6,7 @@
 //! now; [`send_realtime_output`] sends what a worker's `RtLinks` has due (Nacks and copies).
 
 use weft_proto::auth::AuthTable;
-use weft_proto::forward::{LinkSender, LocalDelivery, PipelineOutput};
+use weft_proto::forward::{DataRecord, LinkSender, LocalDelivery, PipelineOutput};
 use weft_proto::realtime::RtLinks;
 use weft_proto::reliable::{RelFeedback, RelLinks};
 use weft_shared::DropReason;
@@ -21,6 +21,7 @@ use crate::handoff::{
 };
 use crate::links::{LinkTraffic, Links};
 use crate::monitors::Monitors;
+use crate::packer::{PackTx, Packer};
 use crate::session_glue::SessionGlue;
 use crate::uring::TxQueue;
 
@@ -85,6 +86,8 @@ pub(crate) struct Out<'a> {
     pub(crate) incarnation: Incarnation,
     pub(crate) tx: &'a mut TxQueue,
     pub(crate) sender: &'a mut LinkSender,
+    /// The worker's open data packets: every data record goes through it.
+    pub(crate) packer: &'a mut Packer,
     pub(crate) links: &'a Links,
     pub(crate) counters: &'a WorkerCounters,
     /// The worker's real-time link state (its lane).
@@ -170,23 +173,19 @@ impl PipelineOutput for Out<'_> {
     }
 
     fn forward(&mut self, link: LinkId, link_seq: u32, flags: RecordFlags, record_body: &[u8]) {
-        let meta = PacketMeta {
-            link: Some(link),
-            path: None,
-            flags: 0,
+        let record = DataRecord::Encoded {
+            body: record_body,
+            link_seq,
+            flags,
         };
-        let result = send_on_link(
-            self.tx,
-            self.sender,
-            self.links,
-            self.worker,
-            self.counters,
-            meta,
-            |s, buf, link, path, max| {
-                s.write_sequenced_data(buf, link, path, record_body, link_seq, flags, max)
-            },
-        );
-        match result {
+        let mut t = PackTx {
+            tx: self.tx,
+            sender: self.sender,
+            links: self.links,
+            worker: self.worker,
+            counters: self.counters,
+        };
+        match self.packer.send(&mut t, link, &record) {
             Ok(()) => self.counters.add(Counter::Forwarded, 1),
             Err(reason) => self.counters.add_drop(reason, 1),
         }
@@ -335,19 +334,17 @@ fn hand_rel_feedback(
 pub(crate) fn send_reliable_output(
     now: Instant,
     rel: &mut RelLinks,
-    tx: &mut TxQueue,
-    sender: &mut LinkSender,
-    links: &Links,
-    worker: usize,
-    counters: &WorkerCounters,
+    t: &mut PackTx<'_>,
+    packer: &mut Packer,
 ) {
+    let counters = t.counters;
     rel.handle_timeout(now);
     while let Some((link, feedback)) = rel.poll_feedback(now) {
         send_or_count(
-            tx,
-            sender,
-            links,
-            worker,
+            t.tx,
+            t.sender,
+            t.links,
+            t.worker,
             counters,
             link,
             |s, buf, l, p, max| match &feedback {
@@ -356,18 +353,15 @@ pub(crate) fn send_reliable_output(
             },
         );
     }
-    rel.poll_transmit(now, |link, link_seq, flags, record| {
-        let sent = send_or_count(
-            tx,
-            sender,
-            links,
-            worker,
-            counters,
-            link,
-            |s, buf, l, p, max| s.write_sequenced_data(buf, l, p, record, link_seq, flags, max),
-        );
-        if sent {
-            counters.add(Counter::Forwarded, 1);
+    rel.poll_transmit(now, |link, link_seq, flags, body| {
+        let record = DataRecord::Encoded {
+            body,
+            link_seq,
+            flags,
+        };
+        match packer.send(t, link, &record) {
+            Ok(()) => counters.add(Counter::Forwarded, 1),
+            Err(reason) => counters.add_drop(reason, 1),
         }
     });
 }
@@ -377,35 +371,30 @@ pub(crate) fn send_reliable_output(
 pub(crate) fn send_realtime_output(
     now: Instant,
     rt: &mut RtLinks,
-    tx: &mut TxQueue,
-    sender: &mut LinkSender,
-    links: &Links,
-    worker: usize,
-    counters: &WorkerCounters,
+    t: &mut PackTx<'_>,
+    packer: &mut Packer,
 ) {
+    let counters = t.counters;
     rt.handle_timeout(now);
     while let Some((link, nack)) = rt.poll_nack() {
         send_or_count(
-            tx,
-            sender,
-            links,
-            worker,
+            t.tx,
+            t.sender,
+            t.links,
+            t.worker,
             counters,
             link,
             |s, buf, l, p, max| s.write_nack(buf, l, p, &nack, max),
         );
     }
-    rt.poll_transmit(now, |link, link_seq, record| {
-        send_or_count(
-            tx,
-            sender,
-            links,
-            worker,
-            counters,
-            link,
-            |s, buf, l, p, max| {
-                s.write_sequenced_data(buf, l, p, record, link_seq, RecordFlags::RETRANSMIT, max)
-            },
-        );
+    rt.poll_transmit(now, |link, link_seq, body| {
+        let record = DataRecord::Encoded {
+            body,
+            link_seq,
+            flags: RecordFlags::RETRANSMIT,
+        };
+        if let Err(reason) = packer.send(t, link, &record) {
+            counters.add_drop(reason, 1);
+        }
     });
 }

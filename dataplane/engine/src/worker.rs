@@ -75,6 +75,7 @@ use crate::monitors::Monitors;
 use crate::output::{
     Out, RoleOut, count_in, send_on_link, send_realtime_output, send_reliable_output,
 };
+use crate::packer::{PackTx, Packer};
 use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
@@ -135,6 +136,8 @@ pub struct WorkerSetup {
     pub features: Features,
     /// Enable `UDP_GRO` on the sockets (the caller checked that the kernel accepts it).
     pub gro: bool,
+    /// Whether data records for one next hop share datagrams ([`crate::packer`]).
+    pub packing: bool,
     /// Set by the main thread to stop.
     pub stop: Arc<AtomicBool>,
     /// This worker's doorbell.
@@ -209,6 +212,8 @@ struct Worker {
     incarnation: Incarnation,
     forwarder: Forwarder,
     sender: LinkSender,
+    /// The data packets open this turn, one per next hop at most ([`crate::packer`]).
+    packer: Packer,
     /// The key files of the authenticated links, installed in `sender`'s auth table.
     keys: KeyWatch,
     links: Arc<Links>,
@@ -383,6 +388,7 @@ impl Worker {
             incarnation: setup.incarnation,
             forwarder: Forwarder::new(setup.node),
             sender,
+            packer: Packer::new(setup.packing),
             keys,
             links: setup.links,
             counters,
@@ -446,6 +452,14 @@ impl Worker {
             self.worker0_turn(now, driver);
         }
         self.realtime_turn(now, driver);
+        // Every packet packed this turn leaves with the next `run_once`.
+        self.packer.flush(&mut PackTx {
+            tx: driver.tx(),
+            sender: &mut self.sender,
+            links: &self.links,
+            worker: self.index,
+            counters: &self.counters,
+        });
         match &mut self.role {
             Role::Other(p, _) => p.publish().context("ringing worker 0's doorbell")?,
             Role::Zero(z) => {
@@ -503,20 +517,26 @@ impl Worker {
         send_realtime_output(
             now,
             &mut self.rt,
-            driver.tx(),
-            &mut self.sender,
-            &self.links,
-            self.index,
-            &self.counters,
+            &mut PackTx {
+                tx: driver.tx(),
+                sender: &mut self.sender,
+                links: &self.links,
+                worker: self.index,
+                counters: &self.counters,
+            },
+            &mut self.packer,
         );
         send_reliable_output(
             now,
             &mut self.rel,
-            driver.tx(),
-            &mut self.sender,
-            &self.links,
-            self.index,
-            &self.counters,
+            &mut PackTx {
+                tx: driver.tx(),
+                sender: &mut self.sender,
+                links: &self.links,
+                worker: self.index,
+                counters: &self.counters,
+            },
+            &mut self.packer,
         );
     }
 
@@ -732,6 +752,7 @@ impl Worker {
                         incarnation: self.incarnation,
                         tx: driver.tx(),
                         sender: &mut self.sender,
+                        packer: &mut self.packer,
                         links: &self.links,
                         counters: &self.counters,
                         rt: &mut self.rt,
@@ -781,6 +802,7 @@ impl Worker {
                     incarnation: self.incarnation,
                     tx: driver.tx(),
                     sender: &mut self.sender,
+                    packer: &mut self.packer,
                     links: &self.links,
                     counters: &self.counters,
                     rt: &mut self.rt,
@@ -812,6 +834,7 @@ impl Worker {
             let links = &*self.links;
             let counters = &self.counters;
             let sender = &mut self.sender;
+            let packer = &mut self.packer;
             let tx = driver.tx();
             let (monitors, punt, session) = (&mut z.monitors, &mut z.punt, &mut z.session);
             let to_lanes = &mut z.to_lanes;
@@ -837,6 +860,7 @@ impl Worker {
                     incarnation,
                     tx: &mut *tx,
                     sender: &mut *sender,
+                    packer: &mut *packer,
                     links,
                     counters,
                     rt: &mut *rt,
@@ -863,6 +887,7 @@ impl Worker {
                 view.table(),
                 &self.links,
                 &mut self.sender,
+                &mut self.packer,
                 &self.counters,
                 driver.tx(),
                 &mut z.local,

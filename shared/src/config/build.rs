@@ -356,6 +356,7 @@ fn node(raw: &RawNode, index: usize, overlay: &Overlay, seen: &mut Seen) -> Resu
         session_socket,
         ctl_socket,
         shm_name,
+        packing: raw.packing.unwrap_or(true),
         interfaces,
     })
 }

@@ -164,6 +164,19 @@ pub(super) fn hash(config: &Config) -> ConfigHash {
             e.str(file);
         }
     }
+    // Nodes that send one record per datagram; absent when every node packs (the default), so
+    // older configs keep their hash.
+    let unpacked: Vec<u16> = config
+        .nodes
+        .iter()
+        .filter(|n| !n.packing)
+        .map(|n| n.id.get())
+        .collect();
+    if !unpacked.is_empty() {
+        e.0.update(b"no-packing\0");
+        e.len(unpacked.len());
+        unpacked.iter().for_each(|&id| e.u16(id));
+    }
     let digest = e.0.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

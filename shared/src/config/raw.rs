@@ -86,6 +86,9 @@ pub struct RawNode {
     /// The shared-memory name; absent means `weft-<overlay>-node<ID>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_name: Option<String>,
+    /// Whether data records for one next hop share datagrams; absent means `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packing: Option<bool>,
     /// The `[[node.interface]]` entries, in file order.
     #[serde(default, rename = "interface", skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<RawInterface>,

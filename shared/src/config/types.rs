@@ -177,6 +177,7 @@ pub struct Node {
     pub(super) session_socket: PathBuf,
     pub(super) ctl_socket: PathBuf,
     pub(super) shm_name: String,
+    pub(super) packing: bool,
     pub(super) interfaces: Vec<Interface>,
 }
 
@@ -210,6 +211,12 @@ impl Node {
     /// The shared-memory name, without a leading `/` (`shm_open` callers add it).
     pub fn shm_name(&self) -> &str {
         &self.shm_name
+    }
+
+    /// Whether the data plane packs the data records it sends to one next hop within a turn
+    /// into shared datagrams (`packing`, default true; docs/dataplane.md "Packing").
+    pub fn packing(&self) -> bool {
+        self.packing
     }
 
     /// The node's interfaces, sorted by ISP name (1..=[`MAX_INTERFACES`] of them).

@@ -51,4 +51,4 @@ pub use driver::UdpDriver;
 pub use event::{BufId, Datagram, Event, Segments, WatchId};
 pub use probe::{Features, ProbeError, probe};
 pub use socket::{SocketOptions, bind_udp, socket_drops};
-pub use tx::{MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD, TxError, TxQueue, TxSlot, TxStats};
+pub use tx::{MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD, Reserved, TxError, TxQueue, TxSlot, TxStats};

@@ -207,6 +207,41 @@ impl TxQueue {
         })
     }
 
+    /// Takes a free tx buffer to fill over several calls (a packed packet, [`crate::packer`]);
+    /// [`TxQueue::queue_reserved`] queues it, [`TxQueue::unreserve`] gives it back.
+    pub fn reserve(&mut self) -> Result<Reserved, TxError> {
+        let slot = self.alloc()?;
+        self.meta[slot as usize].state = SlotState::Filling;
+        Ok(Reserved(slot))
+    }
+
+    /// The whole buffer of a reserved slot ([`TxQueue::buf_size`] bytes).
+    pub fn reserved_buf(&mut self, r: &Reserved) -> &mut [u8] {
+        self.buf_mut(r.0)
+    }
+
+    /// Queues the first `len` bytes of a reserved buffer for socket `sock` towards `dst`, to be
+    /// coalesced like [`TxSlot::queue`]. On error the buffer goes back to the pool.
+    pub fn queue_reserved(
+        &mut self,
+        r: Reserved,
+        sock: usize,
+        dst: SocketAddr,
+        len: usize,
+    ) -> Result<(), TxError> {
+        if let Err(e) = self.check(sock, len) {
+            self.release(r.0);
+            return Err(e);
+        }
+        self.enqueue(r.0, sock, dst, len, false);
+        Ok(())
+    }
+
+    /// Gives a reserved buffer back unsent.
+    pub fn unreserve(&mut self, r: Reserved) {
+        self.release(r.0);
+    }
+
     /// Free tx buffers.
     pub fn free_slots(&self) -> usize {
         self.free_len as usize
@@ -287,6 +322,22 @@ impl TxQueue {
 
     fn pending_at(&self, i: u32) -> u32 {
         self.pending[((self.pending_head + i) % self.slots) as usize]
+    }
+
+    /// Copies of the queued packets, oldest first, with their socket and destination.
+    #[cfg(test)]
+    pub(crate) fn pending_packets(&self) -> Vec<(usize, SocketAddr, Vec<u8>)> {
+        (0..self.pending_len)
+            .map(|i| {
+                let slot = self.pending_at(i);
+                let m = self.meta[slot as usize];
+                // SAFETY: `slot < slots`, so its `len <= buf_size` bytes lie inside `bufs`;
+                // tests never hand the queue to a kernel, so nothing writes the buffer meanwhile.
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(self.buf_ptr(slot), m.len as usize) };
+                (usize::from(m.sock), m.dst, bytes.to_vec())
+            })
+            .collect()
     }
 
     fn buf_ptr(&self, slot: u32) -> *mut u8 {
@@ -477,6 +528,12 @@ impl std::fmt::Debug for TxQueue {
             .finish_non_exhaustive()
     }
 }
+
+/// A tx buffer held by its caller across calls ([`TxQueue::reserve`]); it must end in
+/// [`TxQueue::queue_reserved`] or [`TxQueue::unreserve`] (it is deliberately neither `Copy` nor
+/// `Clone`, so it cannot be queued twice).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reserved(u32);
 
 /// A tx buffer lent to the caller to fill in place. Queue it with [`TxSlot::queue`]; dropping it
 /// unqueued returns it to the pool.

@@ -429,3 +429,42 @@ fn the_pipeline_sees_plaintext_records_once() {
     fwd.handle_datagram(t, t, &mut hello, &fib, &OneLink, &mut out);
     assert_eq!(out.hellos, 1);
 }
+
+#[test]
+fn a_packed_data_packet_is_sealed_once_and_opens_with_every_record() {
+    use crate::forward::DataRecord;
+    use weft_shared::wire::{PacketType, RecordFlags, RecordKind, Records};
+    let mut a = sender(A, 0, &format!("0 {K0}"));
+    let mut b = sender(B, 0, &format!("0 {K0}"));
+    let mut buf = [0u8; 1500];
+    let mut open_pkt = a
+        .open_data(&mut buf, link(), PathId::new(0).unwrap(), 1400)
+        .unwrap();
+    for seq in 1..=5u32 {
+        let body = [seq as u8; 100];
+        let record = DataRecord::Encoded {
+            body: &body,
+            link_seq: seq,
+            flags: RecordFlags::NONE,
+        };
+        assert!(open_pkt.append(&mut buf, &record).unwrap());
+    }
+    let len = a.close_data(&mut buf, &open_pkt).unwrap();
+    assert_eq!(len, LINK_HEADER_LEN + 5 * 108 + TAG_LEN);
+    let mut pkt = buf[..len].to_vec();
+    let end = open(b.auth_mut(), &mut pkt).unwrap();
+    let seqs: Vec<u32> = Records::new(&pkt[LINK_HEADER_LEN..end], PacketType::Data)
+        .map(|r| {
+            let r = r.unwrap();
+            assert_eq!(r.header.kind, RecordKind::Data);
+            assert_eq!(r.body, &[r.header.link_seq as u8; 100]);
+            r.header.link_seq
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    // One bit flipped anywhere in the packed body fails the one tag: no record gets through.
+    let mut forged = buf[..len].to_vec();
+    forged[LINK_HEADER_LEN + 300] ^= 1;
+    let mut c = sender(B, 0, &format!("0 {K0}"));
+    assert_eq!(open(c.auth_mut(), &mut forged), Err(DropReason::BadTag));
+}

@@ -51,6 +51,7 @@
 
 mod group;
 mod hello;
+mod pack;
 mod sender;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
@@ -83,6 +84,7 @@ use crate::reliable::{RelClass, RelFeedback, RelLinks};
 
 pub use group::Fanout;
 pub use hello::{hello_fields, hello_repr};
+pub use pack::{DataRecord, OpenData};
 pub use sender::{DEFAULT_TTL, LinkSender, emit_error_drop};
 
 /// What the pipeline knows about one of this node's links.

@@ -65,7 +65,12 @@ impl LinkSender {
     }
 
     /// Seals the finished packet `buf[..len]` if its link is authenticated; returns `len`.
-    fn seal(&self, buf: &mut [u8], link: LinkId, len: usize) -> Result<usize, DropReason> {
+    pub(super) fn seal(
+        &self,
+        buf: &mut [u8],
+        link: LinkId,
+        len: usize,
+    ) -> Result<usize, DropReason> {
         if self.auth.is_keyed(link) {
             let packet = buf.get_mut(..len).ok_or(DropReason::BadLength {
                 field: "packet.len",

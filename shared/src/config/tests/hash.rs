@@ -220,3 +220,30 @@ fn key_files_resolve_next_to_the_config_and_enter_the_hash_by_name() {
     let empty = edit(&keyed, "\"keys/link7.key\"", "\"\"");
     fails(&empty, &["link[id=7].key_file", "1..=4096 bytes"]);
 }
+
+#[test]
+fn packing_defaults_on_and_only_turning_it_off_enters_the_hash() {
+    let plain = parse(&base()).unwrap();
+    assert!(plain.nodes().iter().all(|n| n.packing()));
+    let spelled = edit(
+        &base(),
+        "name = \"three\"\n",
+        "name = \"three\"\npacking = true\n",
+    );
+    assert_eq!(parse(&spelled).unwrap().hash(), plain.hash());
+    let off = edit(
+        &base(),
+        "name = \"three\"\n",
+        "name = \"three\"\npacking = false\n",
+    );
+    let c = parse(&off).unwrap();
+    let three = c.node(crate::ids::NodeId::new(3).unwrap()).unwrap();
+    assert!(!three.packing());
+    assert_ne!(c.hash(), plain.hash());
+    let wrong = edit(
+        &base(),
+        "name = \"three\"\n",
+        "name = \"three\"\npacking = \"yes\"\n",
+    );
+    fails(&wrong, &["packing"]);
+}

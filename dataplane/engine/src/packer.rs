@@ -1,0 +1,396 @@
+//! Message packing: a worker's data records for one next hop share a datagram within a turn.
+//!
+//! Every data record a worker sends (forwarded, originated by a client, or a link protocol's
+//! first send or copy) goes through [`Packer::send`]. The packer keeps up to [`MAX_OPEN`] open
+//! data packets, each in a reserved tx buffer and each for one (link, path): a record for a
+//! link with an open packet is appended to it when it fits; otherwise that packet is closed
+//! (sealed on a keyed link, queued for sending) and a new one opened. A packet is also closed as
+//! soon as another record of the same size would not fit, so packets of large messages leave at
+//! once, one record each, as without packing. [`Packer::flush`] closes every open packet; the
+//! worker calls it at the end of each turn, before the next `run_once` submits the tx queue, so
+//! packing holds no record past the turn that produced it: the latency bound is one turn.
+//!
+//! With packing off (`packing = false` in the node's config) every packet is closed right after
+//! its first record: one record per datagram.
+//!
+//! Counting: the caller counts a record as forwarded when `send` returns `Ok`; a packet that
+//! then fails to close or queue (a full pool cannot happen: its buffer is reserved) counts one
+//! drop per record it held. `Sent` and the link's traffic counters count datagrams.
+
+use std::net::SocketAddr;
+
+use arrayvec::ArrayVec;
+use weft_proto::forward::{DataRecord, LinkSender, OpenData};
+use weft_shared::DropReason;
+use weft_shared::ids::LinkId;
+use weft_shared::shm::{Counter, WorkerCounters};
+
+use crate::links::{LinkTraffic, Links};
+use crate::uring::{Reserved, TxQueue};
+
+/// Open packets per worker at once: more next hops than that in one turn close the oldest.
+pub const MAX_OPEN: usize = 8;
+
+struct Open {
+    slot: Reserved,
+    data: OpenData,
+    sock: usize,
+    dst: SocketAddr,
+}
+
+/// A worker's open data packets (module doc).
+pub struct Packer {
+    enabled: bool,
+    open: ArrayVec<Open, MAX_OPEN>,
+}
+
+/// What sending needs besides the packer: the worker's tx queue, link sender, links and
+/// counters.
+pub struct PackTx<'a> {
+    /// The worker's tx queue.
+    pub tx: &'a mut TxQueue,
+    /// The worker's link packet builder.
+    pub sender: &'a mut LinkSender,
+    /// The node's links.
+    pub links: &'a Links,
+    /// The worker's index (for the per-worker link traffic counters).
+    pub worker: usize,
+    /// The worker's counters.
+    pub counters: &'a WorkerCounters,
+}
+
+impl Packer {
+    /// A packer that packs (`enabled`) or sends one record per datagram.
+    pub fn new(enabled: bool) -> Self {
+        Packer {
+            enabled,
+            open: ArrayVec::new(),
+        }
+    }
+
+    /// Whether records share datagrams.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Open packets now.
+    pub fn open_packets(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Sends `record` on `link`'s active path: appended to the open packet for that path, or
+    /// in a new one. `Ok` means it is in a packet that will be queued by [`Packer::flush`] at
+    /// the latest.
+    pub fn send(
+        &mut self,
+        t: &mut PackTx<'_>,
+        link_id: LinkId,
+        record: &DataRecord<'_>,
+    ) -> Result<(), DropReason> {
+        let link = t
+            .links
+            .get(link_id)
+            .ok_or(DropReason::UnknownLink(link_id.get()))?;
+        // A link without an up path has no route through it.
+        let path = *link.active_path().ok_or(DropReason::NoRoute)?;
+        let wire_len = record.wire_len();
+        if let Some(i) = self
+            .open
+            .iter()
+            .position(|o| o.data.link() == link_id && o.data.path() == path.id)
+        {
+            let o = &mut self.open[i];
+            if o.data.append(t.tx.reserved_buf(&o.slot), record)? {
+                if o.data.room() < wire_len {
+                    self.close(t, i);
+                }
+                return Ok(());
+            }
+            self.close(t, i);
+        }
+        if self.open.is_full() {
+            self.close(t, 0);
+        }
+        let slot = t.tx.reserve().map_err(|_| DropReason::QueueFull)?;
+        let buf = t.tx.reserved_buf(&slot);
+        let opened = t
+            .sender
+            .open_data(buf, link_id, path.id, link.max_datagram)
+            .and_then(|mut data| match data.append(buf, record)? {
+                true => Ok(data),
+                false => Err(DropReason::BadLength {
+                    field: "packet.len",
+                    value: wire_len,
+                }),
+            });
+        let data = match opened {
+            Ok(data) => data,
+            Err(reason) => {
+                t.tx.unreserve(slot);
+                return Err(reason);
+            }
+        };
+        let open = Open {
+            slot,
+            data,
+            sock: path.interface,
+            dst: path.remote,
+        };
+        if self.enabled && data.room() >= wire_len {
+            self.open.push(open);
+        } else {
+            Self::queue(t, open);
+        }
+        Ok(())
+    }
+
+    /// Closes and queues every open packet.
+    pub fn flush(&mut self, t: &mut PackTx<'_>) {
+        // Oldest first, so the next hop opened first in the turn leaves first.
+        for open in self.open.drain(..) {
+            Self::queue(t, open);
+        }
+    }
+
+    fn close(&mut self, t: &mut PackTx<'_>, i: usize) {
+        let open = self.open.remove(i);
+        Self::queue(t, open);
+    }
+
+    fn queue(t: &mut PackTx<'_>, open: Open) {
+        let Open {
+            slot,
+            data,
+            sock,
+            dst,
+        } = open;
+        let records = u64::from(data.records());
+        let len = match t.sender.close_data(t.tx.reserved_buf(&slot), &data) {
+            Ok(len) => len,
+            Err(reason) => {
+                t.tx.unreserve(slot);
+                t.counters.add_drop(reason, records);
+                return;
+            }
+        };
+        if t.tx.queue_reserved(slot, sock, dst, len).is_err() {
+            t.counters.add_drop(DropReason::QueueFull, records);
+            return;
+        }
+        t.counters.add(Counter::Sent, 1);
+        if let Some(tr) = t.links.traffic(t.worker, data.link()) {
+            LinkTraffic::bump(&tr.packets_out, &tr.bytes_out, len);
+        }
+    }
+}
+
+impl std::fmt::Debug for Packer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packer")
+            .field("enabled", &self.enabled)
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
+mod tests {
+    use std::sync::Arc;
+
+    use weft_shared::config::Config;
+    use weft_shared::ids::{Incarnation, NodeId, PathId};
+    use weft_shared::shm::{CounterTotals, ShmLayout, ShmRegion};
+    use weft_shared::wire::{LINK_HEADER_LEN, LinkRepr, PacketType, RecordFlags, Records};
+
+    use super::*;
+
+    /// Node 2 in the middle of a line 1 - 2 - 3 (links 0 and 1, MTU 1500: 1,472-byte datagrams).
+    const LINE: &str = r#"
+schema = 1
+[overlay]
+name = "pack"
+[[node]]
+id = 1
+name = "n1"
+interface = [{ isp = "a", addr = "127.0.0.1:7001" }]
+[[node]]
+id = 2
+name = "n2"
+interface = [{ isp = "a", addr = "127.0.0.2:7002" }]
+[[node]]
+id = 3
+name = "n3"
+interface = [{ isp = "a", addr = "127.0.0.3:7003" }]
+[[link]]
+id = 0
+nodes = [1, 2]
+cost = 1000
+[[link]]
+id = 1
+nodes = [2, 3]
+cost = 1000
+"#;
+
+    struct Bench {
+        tx: TxQueue,
+        sender: LinkSender,
+        links: Links,
+        counters: WorkerCounters,
+        region: Arc<ShmRegion>,
+    }
+
+    fn bench() -> Bench {
+        let config = Config::from_toml_str(LINE, "pack.toml").unwrap();
+        let me = NodeId::new(2).unwrap();
+        let links = Links::new(&config, me, &[], 1);
+        for id in [0, 1] {
+            let link = links.get(LinkId::new(id).unwrap()).unwrap();
+            link.set_active_path(Some(PathId::new(0).unwrap()));
+        }
+        let region = Arc::new(ShmRegion::create_memfd(&ShmLayout::default(), 1).unwrap());
+        Bench {
+            tx: TxQueue::new(64, 2048, 1, 64, true).unwrap(),
+            sender: LinkSender::new(me, Incarnation(9), 0),
+            links,
+            counters: WorkerCounters::new(region.clone(), 0).unwrap(),
+            region,
+        }
+    }
+
+    impl Bench {
+        fn send(&mut self, p: &mut Packer, link: u16, seq: u32, len: usize) {
+            let body = vec![seq as u8; len];
+            let record = DataRecord::Encoded {
+                body: &body,
+                link_seq: seq,
+                flags: RecordFlags::NONE,
+            };
+            let mut t = self.pack_tx();
+            p.send(&mut t, LinkId::new(link).unwrap(), &record).unwrap();
+        }
+
+        fn flush(&mut self, p: &mut Packer) {
+            let mut t = self.pack_tx();
+            p.flush(&mut t);
+        }
+
+        fn pack_tx(&mut self) -> PackTx<'_> {
+            PackTx {
+                tx: &mut self.tx,
+                sender: &mut self.sender,
+                links: &self.links,
+                worker: 0,
+                counters: &self.counters,
+            }
+        }
+
+        /// (link, link_seqs) of every queued packet, oldest first; checks each record's body.
+        fn queued(&self) -> Vec<(u16, Vec<u32>)> {
+            self.tx
+                .pending_packets()
+                .iter()
+                .map(|(_, _, p)| {
+                    let (h, _) = LinkRepr::parse(p).unwrap();
+                    let seqs = Records::new(&p[LINK_HEADER_LEN..], PacketType::Data)
+                        .map(|r| {
+                            let r = r.unwrap();
+                            assert!(r.body.iter().all(|&b| b == r.header.link_seq as u8));
+                            r.header.link_seq
+                        })
+                        .collect();
+                    (h.link.get(), seqs)
+                })
+                .collect()
+        }
+
+        fn sent(&self) -> u64 {
+            CounterTotals::sum(&self.region).get(Counter::Sent)
+        }
+    }
+
+    #[test]
+    fn small_records_share_datagrams_in_order_and_flush_sends_the_rest() {
+        let mut b = bench();
+        let mut p = Packer::new(true);
+        for seq in 0..30 {
+            b.send(&mut p, 1, seq, 100);
+        }
+        // (1472 - 24) / (8 + 100) = 13 records per datagram: two full ones left at once.
+        assert_eq!(b.queued().len(), 2);
+        assert_eq!(p.open_packets(), 1);
+        b.flush(&mut p);
+        assert_eq!(p.open_packets(), 0);
+        let q = b.queued();
+        let lens: Vec<usize> = q.iter().map(|(_, s)| s.len()).collect();
+        assert_eq!(lens, [13, 13, 4]);
+        let all: Vec<u32> = q.iter().flat_map(|(_, s)| s.clone()).collect();
+        assert_eq!(all, (0..30).collect::<Vec<_>>());
+        assert_eq!(b.sent(), 3);
+        let sizes: Vec<usize> = b.tx.pending_packets().iter().map(|x| x.2.len()).collect();
+        assert_eq!(sizes[0], LINK_HEADER_LEN + 13 * 108);
+        assert!(sizes.iter().all(|&s| s <= 1472));
+    }
+
+    #[test]
+    fn with_packing_off_every_record_is_a_datagram() {
+        let mut b = bench();
+        let mut p = Packer::new(false);
+        for seq in 0..10 {
+            b.send(&mut p, 1, seq, 100);
+            assert_eq!(p.open_packets(), 0);
+        }
+        let q = b.queued();
+        assert_eq!(q.len(), 10);
+        assert!(q.iter().enumerate().all(|(i, (_, s))| s == &[i as u32]));
+    }
+
+    #[test]
+    fn large_records_leave_at_once_and_next_hops_get_packets_of_their_own() {
+        let mut b = bench();
+        let mut p = Packer::new(true);
+        b.send(&mut p, 1, 0, 1400);
+        assert_eq!(p.open_packets(), 0, "no second 1,400-byte record fits");
+        assert_eq!(b.queued(), [(1, vec![0])]);
+        for seq in 1..=6 {
+            b.send(&mut p, u16::from(seq % 2 == 0), seq, 50);
+        }
+        assert_eq!(p.open_packets(), 2);
+        b.flush(&mut p);
+        let q = b.queued();
+        assert_eq!(q[1..], [(0, vec![1, 3, 5]), (1, vec![2, 4, 6])]);
+    }
+
+    #[test]
+    fn a_link_without_an_up_path_or_a_record_too_large_is_refused_and_leaks_nothing() {
+        let mut b = bench();
+        let mut p = Packer::new(true);
+        let free = b.tx.free_slots();
+        let big = vec![0u8; 1500];
+        let record = DataRecord::Encoded {
+            body: &big,
+            link_seq: 0,
+            flags: RecordFlags::NONE,
+        };
+        let mut t = b.pack_tx();
+        assert!(matches!(
+            p.send(&mut t, LinkId::new(1).unwrap(), &record),
+            Err(DropReason::BadLength { .. })
+        ));
+        assert!(matches!(
+            p.send(&mut t, LinkId::new(9).unwrap(), &record),
+            Err(DropReason::UnknownLink(9))
+        ));
+        b.links
+            .get(LinkId::new(0).unwrap())
+            .unwrap()
+            .set_active_path(None);
+        let mut t = b.pack_tx();
+        assert_eq!(
+            p.send(&mut t, LinkId::new(0).unwrap(), &record).err(),
+            Some(DropReason::NoRoute)
+        );
+        assert_eq!(b.tx.free_slots(), free);
+        assert_eq!(p.open_packets(), 0);
+    }
+}
