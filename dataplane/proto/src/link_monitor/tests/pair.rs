@@ -114,11 +114,15 @@ fn loss_estimate_tracks_bernoulli_loss() {
         mean(&rx),
         mean(&tx)
     );
-    // One window holds 1024 hellos: its standard deviation at 10 % is 0.94 %.
-    assert!((mean(&rx) - 0.10).abs() < 0.01, "mean {}", mean(&rx));
-    assert!((mean(&tx) - 0.10).abs() < 0.01, "mean {}", mean(&tx));
+    // One window holds 1024 hellos: its standard deviation at 10 % is 0.94 %. The mean of 50
+    // overlapping windows (about 50 s of 1024 hellos at 20 ms, so about one independent window
+    // per 20 s) varies by about 0.6 %, and single windows reach 3.3 sigma (6.9 %) with some
+    // WEFT_SIM_SEED values (4128110081), so the bounds are 2 % on the mean and 4.5 sigma (4.2 %)
+    // on every window: loose enough for any seed, tight enough to catch an estimator that is off.
+    assert!((mean(&rx) - 0.10).abs() < 0.02, "mean {}", mean(&rx));
+    assert!((mean(&tx) - 0.10).abs() < 0.02, "mean {}", mean(&tx));
     assert!(
-        rx.iter().chain(&tx).all(|x| (x - 0.10).abs() <= 0.03),
+        rx.iter().chain(&tx).all(|x| (x - 0.10).abs() <= 0.042),
         "range {lo}..{hi}"
     );
     for side in [Side::A, Side::B] {
@@ -129,8 +133,9 @@ fn loss_estimate_tracks_bernoulli_loss() {
             "{side:?}: {} of {total} hellos missing ({lost:.4})",
             stats.hellos_missing
         );
+        // 6,000 hellos: the standard deviation at 10 % is 0.39 %; 0.02 is 5 sigma.
         assert!(
-            (lost - 0.10).abs() < 0.01,
+            (lost - 0.10).abs() < 0.02,
             "{side:?}: cumulative loss {lost}"
         );
     }
