@@ -514,30 +514,15 @@ impl Worker {
                 }
             });
         }
-        send_realtime_output(
-            now,
-            &mut self.rt,
-            &mut PackTx {
-                tx: driver.tx(),
-                sender: &mut self.sender,
-                links: &self.links,
-                worker: self.index,
-                counters: &self.counters,
-            },
-            &mut self.packer,
-        );
-        send_reliable_output(
-            now,
-            &mut self.rel,
-            &mut PackTx {
-                tx: driver.tx(),
-                sender: &mut self.sender,
-                links: &self.links,
-                worker: self.index,
-                counters: &self.counters,
-            },
-            &mut self.packer,
-        );
+        let mut t = PackTx {
+            tx: driver.tx(),
+            sender: &mut self.sender,
+            links: &self.links,
+            worker: self.index,
+            counters: &self.counters,
+        };
+        send_realtime_output(now, &mut self.rt, &mut t, &mut self.packer);
+        send_reliable_output(now, &mut self.rel, &mut t, &mut self.packer);
     }
 
     /// Adds what the lane's real-time state counted since the last call to the counters.
