@@ -13,13 +13,16 @@
 #                 perf/auth-forwarding.sh does); auth=0 or unset: plain links;
 #   link_mtu=N    `mtu = N` on every link (default: the config's default, 1500);
 #   packing=off   `packing = false` in every [[node]] entry (the data plane must know the key);
+#   aead=aws-lc   build the data plane with the `aws-lc` feature (AES-GCM from aws-lc-rs
+#                 instead of the aes-gcm crate; docs/dataplane.md "Authentication");
 # and read by weft_rate at each call:
 #   service=reliable|realtime   weft-send --service (default best-effort);
 #   flows=K       weft-send --flows K (default 1).
 # WEFT_PERF_BUILT=1: skip the build and use target/release as it is (perf/run-all.sh builds once,
 # so every benchmark of one run uses the same binaries).
 if [ "${WEFT_PERF_BUILT:-0}" != 1 ]; then
-    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
+    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins \
+        $( [ "${aead:-}" = aws-lc ] && echo "--features weft-dataplane/aws-lc" )
 fi
 bin=$root/target/release
 run=$(mktemp -d /tmp/weft-perf.XXXXXX)

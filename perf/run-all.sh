@@ -70,7 +70,8 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
 if [ "$build" = 1 ]; then
-    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins
+    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins \
+        $( [ "${aead:-}" = aws-lc ] && echo "--features weft-dataplane/aws-lc" )
 fi
 export WEFT_PERF_BUILT=1
 

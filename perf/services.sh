@@ -28,7 +28,8 @@
 # Usage: perf/services.sh [--count N] [--runs R] [--sizes "100 1400"] [--flows K]
 #   --flows K: weft-send --flows K on every variant (default 1; each flow has its own credits).
 #   Environment: packing=off adds `packing = false` to every node of both overlays (the data
-#   plane must know that key); WEFT_PERF_OUT=DIR writes the results there (default perf/results).
+#   plane must know that key); aead=aws-lc builds the data plane with AES-GCM from aws-lc-rs
+#   (recorded as "aead" in every JSON line); WEFT_PERF_OUT=DIR writes the results there (default perf/results).
 #   Prints Markdown tables, also written to DIR/services.md, a plot to DIR/services.svg and the
 #   raw per-measurement JSON lines to DIR/services.jsonl.
 set -euo pipefail
@@ -72,13 +73,13 @@ measure_overlay() { # run auth(0|1)
                     svc=best-effort
                     [ "$v" = reliable ] && svc=reliable
                     m=$(service=$svc weft_rate $((hops + 1)) "$wsize" 0 60)
-                    echo "{\"run\": $1, \"size\": $size, \"wsize\": $wsize, \"hops\": $hops, \"variant\": \"$v\", \"flows\": $flows, \"load1\": $load, \"foreign_cores\": $foreign, \"weft\": $m}" >>"$raw"
+                    echo "{\"run\": $1, \"size\": $size, \"wsize\": $wsize, \"hops\": $hops, \"variant\": \"$v\", \"flows\": $flows, \"aead\": \"${aead:-aes-gcm}\", \"load1\": $load, \"foreign_cores\": $foreign, \"weft\": $m}" >>"$raw"
                 done
             done
         done
         if [ "$auth" = 1 ]; then
             # Authentication failures would mean the keyed runs measured something else.
-            grep -h "bad_tag\|replayed" "$run"/node*.log >&2 || true
+            grep -h "bad_tag\|replayed\|AES-GCM from" "$run"/node*.log >&2 || true
         fi
     )
 }

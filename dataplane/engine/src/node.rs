@@ -140,6 +140,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let links = Arc::new(Links::new(&config, me, &opts.remotes, workers));
     // A missing or malformed key file stops start-up here, with its name and line.
     let keyed = crate::keys::load_all(&links)?.len();
+    if keyed > 0 {
+        eprintln!(
+            "weft-dataplane: {keyed} authenticated link(s), AES-GCM from {}",
+            weft_proto::auth::AEAD_BACKEND
+        );
+    }
     let interfaces: Vec<SocketAddr> = node.interfaces().iter().map(|i| i.addr()).collect();
     // Every socket, in the order the steering program relies on, before any worker runs.
     let NodeSockets { data, control } = NodeSockets::bind(&interfaces, workers, gro)?;

@@ -36,6 +36,13 @@ use weft_shared::wire::{
 use cipher::Cipher;
 pub use window::{REPLAY_WINDOW, ReplayWindow};
 
+/// The AES-GCM implementation this build seals and opens with (`aws-lc` feature or not).
+pub const AEAD_BACKEND: &str = if cfg!(feature = "aws-lc") {
+    "aws-lc-rs"
+} else {
+    "the aes-gcm crate"
+};
+
 /// The two direction keys of one epoch.
 #[derive(Clone, Debug)]
 struct EpochCiphers {
