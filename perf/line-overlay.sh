@@ -19,12 +19,13 @@
 #   service=reliable|realtime   weft-send --service (default best-effort);
 #   flows=K       weft-send --flows K (default 1).
 # WEFT_PERF_BUILT=1: skip the build and use target/release as it is (perf/run-all.sh builds once,
-# so every benchmark of one run uses the same binaries).
+# so every benchmark of one run uses the same binaries). WEFT_PERF_BIN=DIR: take the binaries
+# from DIR instead of target/release (a copy that another build cannot replace mid-run).
 if [ "${WEFT_PERF_BUILT:-0}" != 1 ]; then
     cargo build --release --quiet -p weft-dataplane -p weft-controld -p weft-client -p weft-perf -p weftctl --bins \
         $( [ "${aead:-}" = aws-lc ] && echo "--features weft-dataplane/aws-lc" )
 fi
-bin=$root/target/release
+bin=${WEFT_PERF_BIN:-$root/target/release}
 run=$(mktemp -d /tmp/weft-perf.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }

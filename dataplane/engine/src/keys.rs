@@ -4,7 +4,8 @@
 //! Every worker watches the key files of the node's authenticated links itself: once a second
 //! it compares each file's modification time and length with what it loaded, and reloads a file
 //! that changed. So each worker's keys are its own (no sharing, no lock), and a rotation reaches
-//! every worker within about a second. A file that no longer parses (or cannot be read) keeps
+//! every worker within about a second. Only the replay windows are shared: each link's one
+//! `LinkWindows` (in `Links`), which every worker's table uses. A file that no longer parses (or cannot be read) keeps
 //! the keys loaded before, with one line on stderr per change of the file; a later good version
 //! is taken as usual.
 
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
-use weft_proto::auth::AuthTable;
+use weft_proto::auth::{AuthTable, LinkWindows};
 use weft_shared::config::LinkKeys;
 use weft_shared::ids::{LinkId, NodeId};
 use weft_shared::time::Instant;
@@ -30,7 +31,7 @@ type Stamp = Option<(SystemTime, u64)>;
 struct Watched {
     link: LinkId,
     peer: NodeId,
-    peer_lanes: u8,
+    windows: LinkWindows,
     path: PathBuf,
     stamp: Stamp,
 }
@@ -71,14 +72,16 @@ impl KeyWatch {
     ) -> anyhow::Result<Self> {
         let mut files = Vec::new();
         for l in links.iter() {
-            let Some(path) = &l.key_file else { continue };
+            let (Some(path), Some(windows)) = (&l.key_file, &l.replay) else {
+                continue;
+            };
             let stamp = stamp(path);
             let keys = LinkKeys::load(path).map_err(|e| anyhow!("link {}: {e}", l.id))?;
-            auth.set_keys(l.id, l.neighbour, l.peer_lanes, &keys);
+            auth.set_keys(l.id, l.neighbour, windows, &keys);
             files.push(Watched {
                 link: l.id,
                 peer: l.neighbour,
-                peer_lanes: l.peer_lanes,
+                windows: windows.clone(),
                 path: path.clone(),
                 stamp,
             });
@@ -118,7 +121,7 @@ impl KeyWatch {
             f.stamp = current;
             match LinkKeys::load(&f.path) {
                 Ok(keys) => {
-                    auth.set_keys(f.link, f.peer, f.peer_lanes, &keys);
+                    auth.set_keys(f.link, f.peer, &f.windows, &keys);
                     if let Some(l) = links.get(f.link) {
                         auth.note_peer_epoch(f.link, l.peer_key_epoch());
                     }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64, Ordering};
 
+use weft_proto::auth::LinkWindows;
 use weft_proto::forward::{LinkInfo, LinkTable};
 use weft_shared::config::Config;
 use weft_shared::ids::{LinkId, MAX_LINKS, MAX_PATHS_PER_LINK, NodeId, PathId};
@@ -47,6 +48,9 @@ pub struct LinkEntry {
     pub key_file: Option<PathBuf>,
     /// How many workers (lanes) the neighbour's data plane runs.
     pub peer_lanes: u8,
+    /// The link's replay windows if it is authenticated: one object, shared by every worker's
+    /// `AuthTable`, so a replay steered to another worker is caught too.
+    pub replay: Option<LinkWindows>,
     active: AtomicU8,
     one_way_delay_us: AtomicU32,
     peer_key_epoch: AtomicU16,
@@ -169,15 +173,17 @@ impl Links {
                 _ => 28,
             };
             index[usize::from(end.id().get())] = entries.len() as u16;
+            let peer_lanes = config
+                .node(end.neighbour())
+                .map_or(1, |n| u8::try_from(n.cores().len()).unwrap_or(u8::MAX));
             entries.push(LinkEntry {
                 id: end.id(),
                 neighbour: end.neighbour(),
                 max_datagram: usize::from(link.mtu()).saturating_sub(ip_udp),
                 paths,
                 key_file: link.key_file().map(PathBuf::from),
-                peer_lanes: config
-                    .node(end.neighbour())
-                    .map_or(1, |n| u8::try_from(n.cores().len()).unwrap_or(u8::MAX)),
+                peer_lanes,
+                replay: link.key_file().map(|_| LinkWindows::new(peer_lanes)),
                 active: AtomicU8::new(NO_PATH),
                 one_way_delay_us: AtomicU32::new(0),
                 peer_key_epoch: AtomicU16::new(NO_EPOCH),

@@ -8,7 +8,9 @@
 //! - one [`ReplayWindow`] per (peer lane, class), where the class is link-critical and control
 //!   packets (always handled by worker 0) or data. Every packet number of a lane belongs to
 //!   exactly one class, so two windows per lane catch every replay, and a hello handled ahead
-//!   of the data of its turn does not push that data out of the window;
+//!   of the data of its turn does not push that data out of the window. The windows of a link
+//!   ([`LinkWindows`]) are one object shared by every worker's table, so a replay steered to
+//!   another worker than the original is caught too;
 //! - the newest epoch the peer said it holds (in its hellos, [`AuthTable::note_peer_epoch`]),
 //!   from which the send epoch follows ([`send_epoch`]).
 //!
@@ -35,6 +37,8 @@ use weft_shared::wire::{
 
 use cipher::Cipher;
 pub use window::{REPLAY_WINDOW, ReplayWindow};
+
+use std::sync::Arc;
 
 /// The AES-GCM implementation this build seals and opens with (`aws-lc` feature or not).
 pub const AEAD_BACKEND: &str = if cfg!(feature = "aws-lc") {
@@ -65,8 +69,8 @@ struct LinkAuth {
     peer_newest: Option<u8>,
     /// The epoch packets are sealed with now.
     send: u8,
-    /// `windows[2 * lane + class]`, class 0 = link-critical and control, 1 = data.
-    windows: Box<[ReplayWindow]>,
+    /// The link's windows, shared with the other workers' tables.
+    windows: LinkWindows,
 }
 
 /// The epochs a link holds, ascending: a fixed list, no allocation.
@@ -106,6 +110,31 @@ pub fn send_epoch(held: &[u8], peer_newest: Option<u8>) -> Option<u8> {
     })
 }
 
+/// The replay windows of one authenticated link, `[2 * lane + class]` (class 0 = link-critical
+/// and control, 1 = data), for a peer with some number of lanes. Cloning shares them: the node
+/// makes one per keyed link and hands a clone to every worker's [`AuthTable::set_keys`].
+#[derive(Clone, Debug)]
+pub struct LinkWindows(Arc<[ReplayWindow]>);
+
+impl LinkWindows {
+    /// Empty windows for a peer whose data plane runs `peer_lanes` workers (lanes
+    /// `0..peer_lanes`; 0 is taken as 1).
+    pub fn new(peer_lanes: u8) -> Self {
+        let n = 2 * usize::from(peer_lanes.max(1));
+        LinkWindows((0..n).map(|_| ReplayWindow::new()).collect())
+    }
+
+    /// How many lanes the windows cover.
+    pub fn lanes(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    /// Whether `self` and `other` are the same windows (clones of one another).
+    pub fn same(&self, other: &LinkWindows) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// The authentication state of one worker; see the module doc.
 #[derive(Clone, Debug)]
 pub struct AuthTable {
@@ -125,10 +154,10 @@ impl AuthTable {
         }
     }
 
-    /// Makes `link` (to `peer`, whose data plane runs `peer_lanes` workers, so lanes
-    /// `0..peer_lanes`) authenticated with `keys`, or replaces its keys. The replay windows and
-    /// what the peer announced are kept.
-    pub fn set_keys(&mut self, link: LinkId, peer: NodeId, peer_lanes: u8, keys: &LinkKeys) {
+    /// Makes `link` (to `peer`) authenticated with `keys` and the replay windows `windows`
+    /// (shared with the node's other workers), or replaces its keys. When the link already has
+    /// windows for the same peer and as many lanes, they and what the peer announced are kept.
+    pub fn set_keys(&mut self, link: LinkId, peer: NodeId, windows: &LinkWindows, keys: &LinkKeys) {
         let mut slots: [Option<EpochCiphers>; KEY_EPOCH_SLOTS as usize] = Default::default();
         let mut epochs = Epochs::default();
         for k in keys.keys() {
@@ -145,15 +174,11 @@ impl AuthTable {
         let Some(entry) = self.links.get_mut(usize::from(link.get())) else {
             return;
         };
-        let lanes = usize::from(peer_lanes.max(1));
         let (windows, peer_newest) = match entry.take() {
-            Some(old) if old.peer == peer && old.windows.len() == 2 * lanes => {
+            Some(old) if old.peer == peer && old.windows.lanes() == windows.lanes() => {
                 (old.windows, old.peer_newest)
             }
-            _ => (
-                vec![ReplayWindow::new(); 2 * lanes].into_boxed_slice(),
-                None,
-            ),
+            _ => (windows.clone(), None),
         };
         let send = send_epoch(epochs.as_slice(), peer_newest).unwrap_or(0);
         *entry = Some(Box::new(LinkAuth {
@@ -258,13 +283,14 @@ impl AuthTable {
             return Err(DropReason::BadTag);
         }
         let class = usize::from(rx.packet_type.class() == PriorityClass::Data);
-        let window = link
-            .windows
-            .get_mut(2 * usize::from(rx.lane) + class)
-            .ok_or(DropReason::BadField {
-                field: "link.lane",
-                value: rx.lane.into(),
-            })?;
+        let window =
+            link.windows
+                .0
+                .get(2 * usize::from(rx.lane) + class)
+                .ok_or(DropReason::BadField {
+                    field: "link.lane",
+                    value: rx.lane.into(),
+                })?;
         let incarnation = rx.sender_incarnation.0;
         window.check(incarnation, rx.packet_number)?;
         let ciphers = link
@@ -276,7 +302,7 @@ impl AuthTable {
         let (aad, body, tag) = split(datagram)?;
         let tag: [u8; TAG_LEN] = *tag_array(tag)?;
         ciphers.open.open(&nonce, aad, body, &tag)?;
-        window.accept(incarnation, rx.packet_number);
+        window.accept(incarnation, rx.packet_number)?;
         Ok(datagram.len() - TAG_LEN)
     }
 

@@ -36,7 +36,8 @@ fn keys(text: &str) -> LinkKeys {
 fn sender(me: u16, lane: u8, text: &str) -> LinkSender {
     let mut s = LinkSender::new(node(me), Incarnation(7), lane);
     let peer = if me == A { B } else { A };
-    s.auth_mut().set_keys(link(), node(peer), 2, &keys(text));
+    s.auth_mut()
+        .set_keys(link(), node(peer), &LinkWindows::new(2), &keys(text));
     s
 }
 
@@ -144,9 +145,12 @@ fn keyed_links_refuse_plaintext_and_plain_links_refuse_auth() {
         Err(DropReason::Unsupported(_))
     ));
     let mut lane9 = LinkSender::new(node(A), Incarnation(7), 9);
-    lane9
-        .auth_mut()
-        .set_keys(link(), node(B), 2, &keys(&format!("0 {K0}")));
+    lane9.auth_mut().set_keys(
+        link(),
+        node(B),
+        &LinkWindows::new(2),
+        &keys(&format!("0 {K0}")),
+    );
     let mut pkt = control_packet(&mut lane9);
     assert!(matches!(
         open(b.auth_mut(), &mut pkt),
@@ -183,23 +187,62 @@ fn replays_are_refused_and_classes_have_their_own_windows() {
     }
 }
 
+/// Two workers' tables with the link's one `LinkWindows`: a packet opened by one is a replay at
+/// the other (a copy sent from another address or port is steered to another worker).
+#[test]
+fn a_replay_steered_to_another_worker_is_caught() {
+    let mut a = sender(A, 1, &format!("0 {K0}"));
+    let windows = LinkWindows::new(2);
+    let mut worker0 = AuthTable::new(node(B));
+    let mut worker1 = AuthTable::new(node(B));
+    for t in [&mut worker0, &mut worker1] {
+        t.set_keys(link(), node(A), &windows, &keys(&format!("0 {K0}")));
+    }
+    let pkt = control_packet(&mut a);
+    assert!(open(&mut worker0, &mut pkt.clone()).is_ok());
+    assert_eq!(
+        open(&mut worker1, &mut pkt.clone()),
+        Err(DropReason::Replayed)
+    );
+    // A reload of the keys keeps the shared windows.
+    worker1.set_keys(
+        link(),
+        node(A),
+        &LinkWindows::new(2),
+        &keys(&format!("0 {K0}")),
+    );
+    assert_eq!(
+        open(&mut worker1, &mut pkt.clone()),
+        Err(DropReason::Replayed)
+    );
+    // Separate windows (as before) would take it once per worker.
+    let mut lonely = AuthTable::new(node(B));
+    lonely.set_keys(
+        link(),
+        node(A),
+        &LinkWindows::new(2),
+        &keys(&format!("0 {K0}")),
+    );
+    assert!(open(&mut lonely, &mut pkt.clone()).is_ok());
+}
+
 #[test]
 fn window_edges_and_incarnations() {
-    let mut w = ReplayWindow::new();
+    let w = ReplayWindow::new();
     let top = 10_000u64;
     w.check(5, top).unwrap();
-    w.accept(5, top);
+    w.accept(5, top).unwrap();
     assert_eq!(w.check(5, top), Err(DropReason::Replayed));
     // The W numbers at and below H: H − (W − 1) is still in, H − W is out.
     assert_eq!(w.check(5, top - (REPLAY_WINDOW - 1)), Ok(()));
     assert_eq!(w.check(5, top - REPLAY_WINDOW), Err(DropReason::Replayed));
-    w.accept(5, top - (REPLAY_WINDOW - 1));
+    w.accept(5, top - (REPLAY_WINDOW - 1)).unwrap();
     assert_eq!(
         w.check(5, top - (REPLAY_WINDOW - 1)),
         Err(DropReason::Replayed)
     );
     // Moving H forward forgets what falls out and clears the reused words.
-    w.accept(5, top + 64 * 5 + 3);
+    w.accept(5, top + 64 * 5 + 3).unwrap();
     assert_eq!(
         w.check(5, top - (REPLAY_WINDOW - 1)),
         Err(DropReason::Replayed)
@@ -207,23 +250,23 @@ fn window_edges_and_incarnations() {
     assert_eq!(w.check(5, top), Err(DropReason::Replayed));
     assert_eq!(w.check(5, top + 1), Ok(()));
     // Every number in the window, accepted in order, then each refused.
-    let mut w = ReplayWindow::new();
+    let w = ReplayWindow::new();
     for n in 1..=3 * REPLAY_WINDOW {
         w.check(1, n).unwrap();
-        w.accept(1, n);
+        w.accept(1, n).unwrap();
     }
     for n in 2 * REPLAY_WINDOW..=3 * REPLAY_WINDOW {
         assert_eq!(w.check(1, n), Err(DropReason::Replayed), "{n}");
     }
     // A far jump clears everything.
-    w.accept(1, 100 * REPLAY_WINDOW);
+    w.accept(1, 100 * REPLAY_WINDOW).unwrap();
     assert_eq!(w.check(1, 100 * REPLAY_WINDOW - 1), Ok(()));
     // Older incarnation: refused. Newer: checked against an empty window, but the window moves
     // only when accept is called (after the tag verified).
     assert_eq!(w.check(0, 1), Err(DropReason::Replayed));
     assert_eq!(w.check(2, 1), Ok(()));
     assert_eq!(w.position(), (1, 100 * REPLAY_WINDOW));
-    w.accept(2, 1);
+    w.accept(2, 1).unwrap();
     assert_eq!(w.position(), (2, 1));
     assert_eq!(
         w.check(1, 100 * REPLAY_WINDOW + 1),
@@ -250,9 +293,12 @@ fn a_forged_newer_incarnation_does_not_reset_the_window() {
     assert!(open(b.auth_mut(), &mut control_packet(&mut a)).is_ok());
     // A real restart (incarnation 8, numbers from 0 again) resets it.
     let mut restarted = LinkSender::new(node(A), Incarnation(8), 0);
-    restarted
-        .auth_mut()
-        .set_keys(link(), node(B), 2, &keys(&format!("0 {K0}")));
+    restarted.auth_mut().set_keys(
+        link(),
+        node(B),
+        &LinkWindows::new(2),
+        &keys(&format!("0 {K0}")),
+    );
     assert!(open(b.auth_mut(), &mut control_packet(&mut restarted)).is_ok());
     assert_eq!(
         open(b.auth_mut(), &mut control_packet(&mut a)),
@@ -286,14 +332,22 @@ fn rotation_without_a_gap() {
     exchange(&mut a, &mut b);
     exchange(&mut b, &mut a);
     // The operator adds epoch 1 at A first: A accepts it, but keeps sending 0 (B lacks it).
-    a.auth_mut()
-        .set_keys(link(), node(B), 2, &keys(&format!("0 {K0}\n1 {K1}")));
+    a.auth_mut().set_keys(
+        link(),
+        node(B),
+        &LinkWindows::new(2),
+        &keys(&format!("0 {K0}\n1 {K1}")),
+    );
     assert_eq!(a.auth().send_epoch(link()), Some(0));
     assert_eq!(exchange(&mut a, &mut b), 0);
     assert_eq!(b.auth().send_epoch(link()), Some(0), "B holds only 0");
     // Then at B: B switches as soon as it knows A holds 1; A once B's hello says so.
-    b.auth_mut()
-        .set_keys(link(), node(A), 2, &keys(&format!("0 {K0}\n1 {K1}")));
+    b.auth_mut().set_keys(
+        link(),
+        node(A),
+        &LinkWindows::new(2),
+        &keys(&format!("0 {K0}\n1 {K1}")),
+    );
     assert_eq!(b.auth().send_epoch(link()), Some(1));
     assert_eq!(exchange(&mut b, &mut a), 1);
     assert_eq!(a.auth().send_epoch(link()), Some(1));
@@ -301,10 +355,18 @@ fn rotation_without_a_gap() {
     let mut old_b = old.clone();
     assert!(open(b.auth_mut(), &mut old_b).is_ok());
     // The old key goes at both ends: epoch 1 still works, the captured packet is refused.
-    a.auth_mut()
-        .set_keys(link(), node(B), 2, &keys(&format!("1 {K1}")));
-    b.auth_mut()
-        .set_keys(link(), node(A), 2, &keys(&format!("1 {K1}")));
+    a.auth_mut().set_keys(
+        link(),
+        node(B),
+        &LinkWindows::new(2),
+        &keys(&format!("1 {K1}")),
+    );
+    b.auth_mut().set_keys(
+        link(),
+        node(A),
+        &LinkWindows::new(2),
+        &keys(&format!("1 {K1}")),
+    );
     assert_eq!(exchange(&mut a, &mut b), 1);
     assert_eq!(exchange(&mut b, &mut a), 1);
     assert_eq!(
