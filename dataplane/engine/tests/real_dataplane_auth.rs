@@ -6,7 +6,8 @@
 //! real messages, once each, and node 2 counts every one of the others as `bad_tag` or
 //! `replayed`. Then a key rotation mid-flow (epoch 1 appended to the key file, later epoch 0
 //! removed) loses no message of a paced flow, the packets on the wire switch to epoch 1, and
-//! replays of packets captured before the rotation are still refused.
+//! replays of packets captured before the rotation are still refused. A second test replays
+//! captured packets from sixteen ports at a node with two workers: each worker refuses them.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests fail loudly")]
 
@@ -20,8 +21,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::client::TestClient;
-use common::{Addrs, Overlay, Spec};
+use common::{Addrs, NodeSpec, Overlay, Spec};
 use weft_shared::DropReason;
+use weft_shared::shm::{Counter, CounterTotals};
 use weft_shared::wire::{LINK_FLAG_AUTH, LinkRepr, PacketType};
 
 const KEY0: &str = "0 3f1a6c0de2b94d7788a1c5e0f3b2d4a6\n";
@@ -379,5 +381,89 @@ fn forged_flipped_and_replayed_packets_are_never_delivered_across_a_rotation() {
     assert!(rx.recv(Duration::from_millis(300)).is_none());
     let refused_after = drops(&o, 2, DropReason::BadTag) + drops(&o, 2, DropReason::Replayed);
     assert_eq!(refused_after - refused_before, 100);
+    drop(capture);
+}
+
+/// Node 2 runs two workers. The steering program sends node 1's lane to one of them, and a
+/// replayed copy from another address or port to either: every copy, on whichever worker, is
+/// refused by the link's one shared window, and none is delivered.
+#[test]
+fn replays_steered_to_either_worker_are_all_refused() {
+    let name = "auth-workers";
+    let addrs = Addrs::new(name);
+    let capture = Capture::start(addrs.spare(1), addrs.node(2, 0));
+    let mut spec = Spec::simple(2, &[(0, 1, 2)]);
+    spec.nodes[1] = NodeSpec {
+        id: 2,
+        cores: vec![0, 1],
+    };
+    spec.extra_args = vec![(1, vec!["--remote".into(), format!("0:0={}", capture.addr)])];
+    spec.key_files = vec![(0, "keys/link0.key".into())];
+    spec.files = vec![("keys/link0.key".into(), format!("# link 0\n{KEY0}"))];
+    let mut o = Overlay::start(name, spec);
+    o.publish_fib(1, &[(2, 0)]);
+    o.publish_fib(2, &[(1, 0)]);
+    o.wait_link_up(1, 0, Some(0));
+    o.wait_link_up(2, 0, Some(0));
+    let mut rx = TestClient::connect(&o.session_socket(2));
+    rx.bind(7);
+    let mut tx = TestClient::connect(&o.session_socket(1));
+    tx.bind(8);
+    let flow = tx.open_flow(8, 2, 7);
+    let (rx, got) = paced_flow(
+        &mut tx,
+        flow,
+        rx,
+        "w",
+        300,
+        Duration::from_millis(1),
+        |_| {},
+    );
+    expect_exactly(&got, "w", 300);
+    let captured = capture.data_packets();
+    assert!(!captured.is_empty());
+    assert_eq!(drops(&o, 2, DropReason::Replayed), 0);
+
+    let region = o.region(2);
+    let received = |w| CounterTotals::read_worker(&region, w).get(Counter::Received);
+    let before = [received(0), received(1)];
+    // Sixteen attacker sockets, each on its own port: the steering hash spreads them.
+    let attackers: Vec<UdpSocket> = (0..16)
+        .map(|_| UdpSocket::bind(addrs.spare(9)).unwrap())
+        .collect();
+    let target = addrs.node(2, 0);
+    let mut replays = 0u64;
+    for (i, p) in captured.iter().enumerate() {
+        for k in 0..2 {
+            attackers[(2 * i + k) % attackers.len()]
+                .send_to(p, target)
+                .unwrap();
+            replays += 1;
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut rx = rx;
+    assert!(
+        rx.recv(Duration::from_millis(300)).is_none(),
+        "a replay was delivered"
+    );
+    let after = [received(0), received(1)];
+    println!(
+        "replays {replays}: worker 0 received {}, worker 1 received {}",
+        after[0] - before[0],
+        after[1] - before[1]
+    );
+    // Both workers saw replays (so the second one had not seen the originals).
+    assert!(
+        after[0] > before[0] && after[1] > before[1],
+        "{before:?} -> {after:?}"
+    );
+    assert_eq!(
+        drops(&o, 2, DropReason::Replayed),
+        replays,
+        "{}",
+        o.counters_text(2)
+    );
     drop(capture);
 }
