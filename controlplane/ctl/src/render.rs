@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use weft_shared::ctl::{GroupRow, StatusReply, TreeEdgeRow};
 
 use crate::report::{
-    ConfigSummary, CountersReport, DataplaneInfo, FibReport, GroupsReport, LinksReport, Liveness,
-    NodesReport, ReliableReport, RoutesReport, StatusReport,
+    AuthRow, ConfigSummary, CountersReport, DataplaneInfo, FibReport, GroupsReport, LinksReport,
+    Liveness, NodesReport, ReliableReport, RoutesReport, StatusReport,
 };
 use crate::table::{Align, Table, age_ms, bytes, duration_us, opt, ppm_percent};
 
@@ -299,6 +299,7 @@ pub fn links(report: &LinksReport) -> String {
         ("BYTES IN", Align::Right),
         ("BYTES OUT", Align::Right),
         ("CHANGED", Align::Right),
+        ("AUTH", Align::Left),
     ]);
     for l in &report.links {
         let mut row = vec![
@@ -313,6 +314,7 @@ pub fn links(report: &LinksReport) -> String {
             bytes(l.bytes_in),
             bytes(l.bytes_out),
             changed(&l.liveness),
+            auth_cell(l.auth.as_ref()),
         ]);
         table.row(row);
         for p in &l.paths {
@@ -324,6 +326,7 @@ pub fn links(report: &LinksReport) -> String {
             row.extend(liveness_cells(&p.liveness, String::new()));
             row.extend([String::new(), String::new(), String::new(), String::new()]);
             row.push(changed(&p.liveness));
+            row.push(String::new());
             table.row(row);
         }
     }
@@ -333,6 +336,25 @@ pub fn links(report: &LinksReport) -> String {
         out.push_str(&table.render());
     }
     out
+}
+
+/// A link's key epochs: `-` for a plain link, else the send epoch and, when they differ, the
+/// newest held and the peer's (a rotation in progress).
+fn auth_cell(auth: Option<&AuthRow>) -> String {
+    match auth {
+        None => "-".into(),
+        Some(a) => {
+            let peer = a.peer_epoch.map_or("?".into(), |p| p.to_string());
+            if a.newest_epoch == a.send_epoch && a.peer_epoch == Some(a.send_epoch) {
+                format!("epoch {}", a.send_epoch)
+            } else {
+                format!(
+                    "epoch {} (newest {}, peer {peer})",
+                    a.send_epoch, a.newest_epoch
+                )
+            }
+        }
+    }
 }
 
 /// `show fib`: the generation, its counts, the unicast table.
@@ -557,6 +579,25 @@ mod tests {
             incarnation: 7,
             region: "/dev/shm/x".into(),
         }
+    }
+
+    #[test]
+    fn auth_cells_show_a_rotation_under_way() {
+        let a = |send, newest, peer| AuthRow {
+            send_epoch: send,
+            newest_epoch: newest,
+            peer_epoch: peer,
+        };
+        assert_eq!(auth_cell(None), "-");
+        assert_eq!(auth_cell(Some(&a(1, 1, Some(1)))), "epoch 1");
+        assert_eq!(
+            auth_cell(Some(&a(0, 1, Some(0)))),
+            "epoch 0 (newest 1, peer 0)"
+        );
+        assert_eq!(
+            auth_cell(Some(&a(0, 0, None))),
+            "epoch 0 (newest 0, peer ?)"
+        );
     }
 
     #[test]

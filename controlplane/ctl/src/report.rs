@@ -126,8 +126,21 @@ pub struct LinkRow {
     pub packets_in: u64,
     /// Packets sent.
     pub packets_out: u64,
+    /// The key epochs if the link is authenticated (`null`: a plain link).
+    pub auth: Option<AuthRow>,
     /// The link's paths, by id.
     pub paths: Vec<PathRow>,
+}
+
+/// The key epochs of an authenticated link, as the data plane's worker 0 holds them.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct AuthRow {
+    /// The epoch packets are sealed with now.
+    pub send_epoch: u8,
+    /// The newest epoch this node holds (announced in its hellos).
+    pub newest_epoch: u8,
+    /// The newest epoch the peer announced (`null` before its first authenticated hello).
+    pub peer_epoch: Option<u8>,
 }
 
 /// `show links`: every link and path of the node, from the data plane's shared memory.

@@ -150,7 +150,12 @@ impl Overlay {
                 ));
             }
         }
-        text.push_str("[[link]]\nid = 0\nnodes = [1, 2]\ncost = 1000\n");
+        // An authenticated link, so `show links` has key epochs to show.
+        text.push_str("[[link]]\nid = 0\nnodes = [1, 2]\ncost = 1000\nkey_file = \"link0.key\"\n");
+        let key = dir.join("link0.key");
+        std::fs::write(&key, "0 00112233445566778899aabbccddeeff\n").unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let config = dir.join("overlay.toml");
         std::fs::write(&config, text).unwrap();
         let mut overlay = Overlay {
@@ -371,6 +376,15 @@ fn show_links_fib_counters_from_real_data_planes() {
     assert!(link["active_path"].is_u64(), "{link}");
     assert!(link["hellos_received"].as_u64().unwrap() > 0, "{link}");
     assert!(link["rtt_us"].as_u64().unwrap() > 0, "{link}");
+    // Keyed with epoch 0 at both ends: sealing with 0, and the peer's hellos said 0.
+    assert_eq!(link["auth"]["send_epoch"], 0, "{link}");
+    assert_eq!(link["auth"]["newest_epoch"], 0, "{link}");
+    assert_eq!(link["auth"]["peer_epoch"], 0, "{link}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("0 ") && l.trim_end().ends_with("epoch 0")),
+        "{text}"
+    );
     let paths = link["paths"].as_array().unwrap();
     assert_eq!(paths.len(), 2);
     assert_eq!(paths[0]["path"], 0);

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
+use weft_proto::auth::AuthTable;
 use weft_proto::forward::{LinkSender, hello_fields, hello_repr};
 use weft_proto::link_monitor::{
     LinkMonitor, LinkMonitorConfig, LinkMonitorConfigError, LocalIdentity, PathState, VersionRange,
 };
 use weft_shared::config::Timers;
 use weft_shared::ids::{Incarnation, PathId};
-use weft_shared::shm::{Counter, LinkState, LinkStats, StatsWriter, WorkerCounters};
+use weft_shared::shm::{AuthStats, Counter, LinkState, LinkStats, StatsWriter, WorkerCounters};
 use weft_shared::time::Instant;
 use weft_shared::wire::{HelloRepr, LinkRepr, WIRE_VERSION_MAX, WIRE_VERSION_MIN};
 
@@ -169,8 +170,9 @@ impl Monitors {
         self.dirty
     }
 
-    /// Writes every link's and path's record to shared memory.
-    pub fn write_stats(&mut self, stats: &StatsWriter) {
+    /// Writes every link's and path's record to shared memory, with the key epochs of the
+    /// authenticated links from `auth` (worker 0's table).
+    pub fn write_stats(&mut self, stats: &StatsWriter, auth: &AuthTable) {
         for (i, (link, m)) in self.links.iter().zip(&self.monitors).enumerate() {
             let [packets_in, bytes_in, packets_out, bytes_out] = self.links.traffic_total(i);
             let mut total = LinkStats {
@@ -184,6 +186,11 @@ impl Monitors {
                 bytes_out,
                 packets_in,
                 packets_out,
+                auth: auth.send_epoch(link.id).map(|send_epoch| AuthStats {
+                    send_epoch,
+                    newest_epoch: auth.newest_epoch(link.id).unwrap_or(send_epoch),
+                    peer_epoch: auth.peer_epoch(link.id),
+                }),
                 ..LinkStats::default()
             };
             let mut last_change = Instant::ZERO;

@@ -920,7 +920,7 @@ impl Worker {
         z.monitors
             .poll(now, driver.tx(), &mut self.sender, &self.counters);
         if z.monitors.is_dirty() || now >= z.stats_due {
-            z.monitors.write_stats(&z.stats);
+            z.monitors.write_stats(&z.stats, self.sender.auth());
             z.stats_due = now.saturating_add(STATS_INTERVAL);
         }
         if z.punt.publish() == Notify::NeedsWakeup {

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use common::client::TestClient;
 use common::{Addrs, NodeSpec, Overlay, Spec};
 use weft_shared::DropReason;
-use weft_shared::shm::{Counter, CounterTotals};
+use weft_shared::ids::LinkId;
+use weft_shared::shm::{AuthStats, Counter, CounterTotals, StatsReader};
 use weft_shared::wire::{LINK_FLAG_AUTH, LinkRepr, PacketType};
 
 const KEY0: &str = "0 3f1a6c0de2b94d7788a1c5e0f3b2d4a6\n";
@@ -363,6 +364,25 @@ fn forged_flipped_and_replayed_packets_are_never_delivered_across_a_rotation() {
     }
     let last = capture.data_packets().pop().unwrap();
     assert_eq!(LinkRepr::parse(&last).unwrap().0.key_epoch, 1);
+    // What `weftctl show links` shows: both nodes seal with epoch 1, hold 1, heard 1.
+    for n in [1, 2] {
+        let reader = StatsReader::new(o.region(n));
+        let want = Some(AuthStats {
+            send_epoch: 1,
+            newest_epoch: 1,
+            peer_epoch: Some(1),
+        });
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut got = None;
+        while Instant::now() < deadline {
+            got = reader.link(LinkId::new(0).unwrap()).unwrap().auth;
+            if got == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(got, want, "node {n}");
+    }
     assert_eq!(
         drops(&o, 2, DropReason::BadTag),
         flipped_ahead + forged,

@@ -70,5 +70,7 @@ pub use layout::{LAYOUT_VERSION, MAX_WORKERS, SHM_MAGIC, Section, ShmHeader, Shm
 pub use region::{ShmError, ShmRegion};
 pub use rel_stats::{RelFlowValues, RelLinkValues, RelStatsReader, RelStatsWriter};
 pub use ring::{Notify, PacketMeta, PushError, RingConsumer, RingId, RingProducer};
-pub use stats::{Counter, CounterTotals, LinkState, LinkStats, StatsReader, StatsWriter};
+pub use stats::{
+    AuthStats, Counter, CounterTotals, LinkState, LinkStats, StatsReader, StatsWriter,
+};
 pub use stats::{StatsError, WorkerCounters};

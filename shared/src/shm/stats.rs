@@ -28,17 +28,19 @@ use crate::time::Instant;
 /// How many times a reader retries a record that is being written before reporting busy.
 pub const SEQLOCK_READ_TRIES: usize = 64;
 
-const WORDS: usize = 9;
+const WORDS: usize = 10;
 const LINKS: usize = MAX_LINKS as usize;
 const PATHS: usize = MAX_PATHS_PER_LINK as usize;
 
-/// One seqlocked record: sequence word plus [`LinkStats`] encoded in 9 words, on 128 B.
+/// One seqlocked record: sequence word plus [`LinkStats`] encoded in 10 words, on 128 B.
+/// (The tenth word, the authentication state, was reserved and zero before: a record written
+/// by an older data plane reads as an unauthenticated link.)
 #[derive(FromBytes)]
 #[repr(C, align(128))]
 struct Record {
     seq: AtomicU64,
     words: [AtomicU64; WORDS],
-    reserved: [u64; 6],
+    reserved: [u64; 5],
 }
 
 #[derive(FromBytes)]
@@ -129,6 +131,37 @@ pub struct LinkStats {
     pub packets_in: u64,
     /// Packets sent.
     pub packets_out: u64,
+    /// For an authenticated link: its key epochs. `None` for a plain link and in path records.
+    pub auth: Option<AuthStats>,
+}
+
+/// The key epochs of an authenticated link, as worker 0 holds them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthStats {
+    /// The epoch packets are sealed with now.
+    pub send_epoch: u8,
+    /// The newest epoch this node holds (what its hellos announce).
+    pub newest_epoch: u8,
+    /// The newest epoch the peer announced, once an authenticated hello said so.
+    pub peer_epoch: Option<u8>,
+}
+
+impl AuthStats {
+    fn encode(a: Option<AuthStats>) -> u64 {
+        a.map_or(0, |a| {
+            1 | u64::from(a.send_epoch) << 8
+                | u64::from(a.newest_epoch) << 16
+                | a.peer_epoch.map_or(0, |p| 1 << 24 | u64::from(p) << 32)
+        })
+    }
+
+    fn decode(w: u64) -> Option<AuthStats> {
+        (w & 1 == 1).then(|| AuthStats {
+            send_epoch: (w >> 8) as u8,
+            newest_epoch: (w >> 16) as u8,
+            peer_epoch: (w >> 24 & 1 == 1).then_some((w >> 32) as u8),
+        })
+    }
 }
 
 impl LinkStats {
@@ -150,6 +183,7 @@ impl LinkStats {
             self.bytes_out,
             self.packets_in,
             self.packets_out,
+            AuthStats::encode(self.auth),
         ]
     }
 
@@ -171,6 +205,7 @@ impl LinkStats {
             bytes_out: w[6],
             packets_in: w[7],
             packets_out: w[8],
+            auth: AuthStats::decode(w[9]),
         }
     }
 }
@@ -564,7 +599,22 @@ mod tests {
             bytes_out: k * 6,
             packets_in: k * 7,
             packets_out: k * 8,
+            auth: (k % 3 != 0).then_some(AuthStats {
+                send_epoch: k as u8,
+                newest_epoch: (k + 1) as u8,
+                peer_epoch: (k % 3 == 2).then_some((k + 2) as u8),
+            }),
         }
+    }
+
+    #[test]
+    fn auth_states_round_trip() {
+        for k in 0..600 {
+            let s = sample(k);
+            assert_eq!(LinkStats::decode(s.encode()), s, "{k}");
+        }
+        // An older data plane's record (word 9 zero) is a plain link.
+        assert_eq!(AuthStats::decode(0), None);
     }
 
     #[test]

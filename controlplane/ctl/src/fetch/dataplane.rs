@@ -22,8 +22,8 @@ use weft_shared::shm::{
 };
 
 use crate::report::{
-    Counters, CountersReport, DataplaneInfo, FibReport, FibRoute, LinkRow, LinksReport, Liveness,
-    PathRow, ReliableLinkRow, ReliableReport, State, WorkerRow,
+    AuthRow, Counters, CountersReport, DataplaneInfo, FibReport, FibRoute, LinkRow, LinksReport,
+    Liveness, PathRow, ReliableLinkRow, ReliableReport, State, WorkerRow,
 };
 
 /// A running data plane's shared memory, attached read-mostly.
@@ -138,6 +138,11 @@ impl DataPlane {
                     bytes_out: stats.bytes_out,
                     packets_in: stats.packets_in,
                     packets_out: stats.packets_out,
+                    auth: stats.auth.map(|a| AuthRow {
+                        send_epoch: a.send_epoch,
+                        newest_epoch: a.newest_epoch,
+                        peer_epoch: a.peer_epoch,
+                    }),
                     paths,
                 }
             })
