@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# One weft-dataplane's forwarding path alone, loaded with raw overlay link packets: starts only
+# node 2 of a 3-node line 1 -> 2 -> 3 on loopback (127.0.77.x, its own ports so it does not
+# clash with perf/line-overlay.sh), publishes static routes with weft-controld --static-routes,
+# and runs weft-rawload, which plays node 1 (generator) and node 3 (sink) itself on their
+# configured addresses, keeping both of node 2's links up with hellos (perf/src/raw_load/).
+#
+# Node 2 has one worker on core 1; weft-rawload (both threads) is pinned to core 0.
+#
+# Default: for each size, flat out for --seconds, then paced at 25 %, 50 % and 90 % of the
+# flat-out rate; one JSON line per run (weft-rawload's report, with node 2's CPU per message
+# and its counter deltas: forwarded, received, kernel_drops, drops; and the 1-minute load
+# average before the run, since the machine may be shared).
+#
+# --overload [SECS] (default 30): measures the flat-out rate at 100 B for --seconds, then offers
+# twice that for SECS seconds with a 1 s timeline, while node 2's links are sampled every 100 ms
+# with `weftctl show links --json`; prints the run's JSON, then one JSON line with the delivered
+# rate, latency percentiles per second and every link state or last-change change node 2
+# showed (the point: hellos never starve, so no link flaps under overload).
+#
+# Usage: perf/rawload.sh [--seconds S] [--sizes "100 1396"] [--overload [SECS]]
+#   (release build; WEFT_PERF_BUILT=1 skips the build). Everything is bounded in time and runs
+#   on 127.0.0.0/8 only.
+set -euo pipefail
+seconds=2
+sizes="100 1396"
+overload=""
+while [ $# -gt 0 ]; do
+    case $1 in
+        --seconds) seconds=$2; shift 2 ;;
+        --sizes) sizes=$2; shift 2 ;;
+        --overload)
+            if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+$ ]]; then overload=$2; shift 2; else overload=30; shift; fi ;;
+        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]]" >&2; exit 2 ;;
+    esac
+done
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+if [ "${WEFT_PERF_BUILT:-0}" != 1 ]; then
+    cargo build --release --quiet -p weft-dataplane -p weft-controld -p weftctl --bins
+    cargo build --release --quiet -p weft-perf --bin weft-rawload
+fi
+bin=$root/target/release
+run=$(mktemp -d /tmp/weft-rawload.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+trap cleanup EXIT INT TERM
+
+cfg=$run/line.toml
+cat >"$cfg" <<TOML
+schema = 1
+[overlay]
+name = "rawline"
+TOML
+for n in 1 2 3; do cat >>"$cfg" <<TOML
+[[node]]
+id = $n
+name = "n$n"
+cores = [$( [ "$n" = 2 ] && echo 1 || echo 0 )]
+session_socket = "$run/node$n.sock"
+ctl_socket = "$run/node$n.ctl"
+shm_name = "weft-rawload-$$-n$n"
+[[node.interface]]
+isp = "a"
+addr = "127.0.77.$n:$((17100 + n))"
+TOML
+done
+for l in 0 1; do
+    printf '[[link]]\nid = %s\nnodes = [%s, %s]\ncost = 1000\n' "$l" $((l + 1)) $((l + 2)) >>"$cfg"
+done
+
+"$bin/weft-dataplane" --config "$cfg" --id 2 >"$run/node2.log" 2>&1 &
+node2=$!
+pids+=("$node2")
+for _ in $(seq 100); do [ -S "$run/node2.sock" ] && break; sleep 0.05; done
+if [ ! -S "$run/node2.sock" ]; then
+    echo "rawload.sh: node 2 did not start; its log:" >&2
+    cat "$run/node2.log" >&2
+    exit 1
+fi
+"$bin/weft-controld" --config "$cfg" --id 2 --static-routes >/dev/null
+
+pin=()
+[ "$(nproc)" -ge 2 ] && pin=(taskset -c 0)
+
+cpu_of() { # CPU seconds (user + system) of one pid
+    python3 -c 'import os,sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK"))' "$1"
+}
+counters() { "$bin/weftctl" --config "$cfg" --id 2 --json show counters 2>/dev/null || echo '{}'; }
+
+# rawload LABEL ARGS...: one weft-rawload run with node 2's CPU and counter deltas merged in.
+rawload() {
+    local label=$1; shift
+    local c0 c1 load; c0=$(cpu_of "$node2")
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    counters >"$run/c0.json"
+    "${pin[@]}" "$bin/weft-rawload" --config "$cfg" --count 1000000000 "$@" >"$run/out.json"
+    c1=$(cpu_of "$node2")
+    counters >"$run/c1.json"
+    python3 - "$label" "$run/out.json" "$c0" "$c1" "$run/c0.json" "$run/c1.json" "$load" <<'PY'
+import json, sys
+label, out, c0, c1, k0, k1, load = sys.argv[1:]
+r = json.loads(open(out).read().strip().splitlines()[-1])
+def totals(path):
+    try:
+        d = json.load(open(path))
+    except ValueError:
+        return {}
+    t = {}
+    for w in d.get("workers", []):
+        for k, v in w.get("counters", {}).items():
+            if isinstance(v, (int, float)):
+                t[k] = t.get(k, 0) + v
+    return t
+a, b = totals(k0), totals(k1)
+delta = {k: b[k] - a.get(k, 0) for k in b if isinstance(b[k], (int, float)) and b[k] - a.get(k, 0)}
+cpu = float(c1) - float(c0)
+r = {"run": label, "load1_before": float(load), **r, "node2_cpu_s": round(cpu, 3),
+     "node2_cpu_ns_per_msg": round(cpu * 1e9 / r["received"], 1) if r.get("received") else None,
+     "node2_forwarded_rate": round(delta.get("forwarded", 0) / r["gen"]["seconds"]) if r["gen"]["seconds"] else None,
+     "node2_counters": delta}
+print(json.dumps(r))
+PY
+}
+
+if [ -z "$overload" ]; then
+    for size in $sizes; do
+        flat=$(rawload flat --size "$size" --seconds "$seconds")
+        echo "$flat"
+        rate=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["rate"])' "$flat")
+        for pct in 25 50 90; do
+            r=$(python3 -c 'import sys; print(int(float(sys.argv[1]) * int(sys.argv[2]) / 100))' "$rate" "$pct")
+            rawload "paced-$pct%" --size "$size" --seconds "$seconds" --rate "$r"
+        done
+    done
+    exit 0
+fi
+
+flat=$(rawload flat --size 100 --seconds "$seconds")
+echo "$flat"
+# Capacity: what node 2 forwarded flat out (the sink, sharing core 0 with the generator, may
+# record less than that).
+offer=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(max(r["rate"], r["node2_forwarded_rate"] or 0) * 2))' "$flat")
+# Node 2's links every 100 ms, for as long as the overload runs (bounded by its own count):
+# one line per sample, "EPOCH_SECONDS JSON".
+(
+    for _ in $(seq $(( (overload + 10) * 10 ))); do
+        j=$("$bin/weftctl" --config "$cfg" --id 2 --json show links 2>/dev/null | tr -d '\n') || true
+        [ -n "$j" ] && echo "$EPOCHREALTIME $j"
+        sleep 0.1
+    done
+) >"$run/links.txt" &
+poller=$!
+pids+=("$poller")
+over=$(rawload overload --size 100 --seconds "$overload" --rate "$offer" --timeline-ms 1000)
+kill "$poller" 2>/dev/null || true
+echo "$over"
+python3 - "$over" "$run/links.txt" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+samples = []
+for line in open(sys.argv[2]):
+    t, _, j = line.partition(" ")
+    try:
+        samples.append((float(t), json.loads(j)))
+    except ValueError:
+        pass
+# Only the samples while the tool ran count: from the first with every link and path up to
+# the last such (between runs, and after the last, nobody answers node 2's hellos). A change
+# inside that window is a flap: a new state, or a last-change time that moved (a flap that
+# came and went between two samples).
+def rows(d):
+    for l in d.get("links", []):
+        yield f"link {l['link']}", l
+        for p in l.get("paths", []):
+            yield f"link {l['link']} path {p['path']}", p
+def all_up(d):
+    return all(x.get("state") == "up" for _, x in rows(d))
+up = [i for i, (_, d) in enumerate(samples) if all_up(d)]
+window = samples[up[0]:up[-1] + 1] if up else []
+seen, changes, down = {}, [], 0
+t0 = window[0][0] if window else 0
+for t, d in window:
+    for key, x in rows(d):
+        state, at = x.get("state"), t - x.get("changed_ms_ago", 0) / 1000
+        if state != "up":
+            down += 1
+        if key in seen:
+            s0, a0 = seen[key]
+            if s0 != state or abs(at - a0) > 0.15:
+                changes.append({"t": round(t - t0, 2), "what": key, "from": s0, "to": state})
+        seen[key] = (state, at)
+tl = r.get("timeline", [])
+print(json.dumps({
+    "overload": True, "target_rate": r.get("target_rate"), "offered_rate": r.get("offered_rate"),
+    "delivered_rate": r.get("rate"), "delivered_pct": r.get("delivered_pct"),
+    "node2_forwarded_rate": r.get("node2_forwarded_rate"),
+    "node2_kernel_drops": r.get("node2_counters", {}).get("kernel_drops"),
+    "sink_socket_drops": r.get("sink_socket_drops"),
+    "link_samples": len(samples), "samples_while_running": len(window),
+    "window_s": round(window[-1][0] - window[0][0], 2) if window else 0,
+    "samples_not_up": down, "link_flaps": changes,
+    "fake_end_link_downs": [r["source_end"]["link_downs"], r["sink_end"]["link_downs"]],
+    "node2_max_hello_gap_ms": [r["source_end"]["max_hello_gap_ms"], r["sink_end"]["max_hello_gap_ms"]],
+    "node2_hellos_seen": [r["source_end"]["hellos_received"], r["sink_end"]["hellos_received"]],
+    "latency_us": r.get("latency_us"),
+    "per_second_columns": ["t_s", "offered", "delivered", "p50_us", "p99_us", "max_us"],
+    "per_second": [[t["t_s"], t["offered"], t["delivered"], t["latency_us"]["p50"],
+                    t["latency_us"]["p99"], t["latency_us"]["max"]] for t in tl],
+}))
+PY
