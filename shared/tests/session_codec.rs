@@ -133,8 +133,29 @@ fn golden_open_flow_and_send() {
         deadline_us: 50_000,
         strikes: Strikes { n: 2, m: 1 },
         delivery: DeliveryMode::InOrderAsap,
+        pack_delay_us: 0,
     };
     golden_client(2, ClientMessage::OpenFlow(f), &open);
+
+    // A best-effort flow with a pack delay: the 4-byte tail, only then.
+    let mut held = open.to_vec();
+    held[3] = 32;
+    held[15] = 0; // best effort
+    held.extend_from_slice(&[0, 0, 0x01, 0xf4]); // pack delay 500 us
+    let g = OpenFlow {
+        protocol: LinkProtocol::BestEffort,
+        pack_delay_us: 500,
+        ..f
+    };
+    golden_client(2, ClientMessage::OpenFlow(g), &held);
+    // A tail of any other length is refused.
+    let mut bad = held.clone();
+    bad[3] = 30;
+    bad.truncate(bad.len() - 2);
+    assert!(matches!(
+        ClientMessage::decode(&only_frame(&bad)),
+        Err(DecodeError::Truncated { .. })
+    ));
 
     let send = [
         0, 0, 0, 14, 0x06, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 7, b'h', b'i',
@@ -348,6 +369,7 @@ fn malformed_messages_get_typed_errors() {
             deadline_us: 0,
             strikes: Strikes { n: 0, m: 0 },
             delivery: DeliveryMode::AtDeadline,
+            pack_delay_us: 0,
         }),
     );
     for (offset, value, field) in [
@@ -447,6 +469,7 @@ fn one_of_each() -> (Vec<u8>, Vec<usize>) {
         deadline_us: 7,
         strikes: Strikes { n: 1, m: 2 },
         delivery: DeliveryMode::AtDeadline,
+        pack_delay_us: 0,
     };
     let client = [
         ClientMessage::Hello(Hello {

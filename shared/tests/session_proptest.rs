@@ -160,10 +160,19 @@ fn open_flow() -> impl Strategy<Value = OpenFlow> {
         any::<u8>(),
         any::<u32>(),
         any::<(u8, u8)>(),
-        delivery,
+        (delivery, prop_oneof![Just(0u32), any::<u32>()]),
     )
         .prop_map(
-            |(lp, destination, protocol, routing, priority, deadline_us, (n, m), delivery)| {
+            |(
+                lp,
+                destination,
+                protocol,
+                routing,
+                priority,
+                deadline_us,
+                (n, m),
+                (delivery, pack_delay_us),
+            )| {
                 OpenFlow {
                     local_port: Port(lp),
                     destination,
@@ -173,6 +182,7 @@ fn open_flow() -> impl Strategy<Value = OpenFlow> {
                     deadline_us,
                     strikes: Strikes { n, m },
                     delivery,
+                    pack_delay_us,
                 }
             },
         )

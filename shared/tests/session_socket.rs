@@ -284,6 +284,7 @@ fn client_batch_of_sends_in_one_write_is_decoded_in_full() {
         deadline_us: 0,
         strikes: Strikes { n: 0, m: 0 },
         delivery: DeliveryMode::InOrderAsap,
+        pack_delay_us: 0,
     };
     w.push(3, &ClientMessage::OpenFlow(open)).unwrap();
     stream.write_all(w.as_bytes()).unwrap();

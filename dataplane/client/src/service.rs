@@ -82,6 +82,7 @@ pub struct Service {
     deadline_us: u32,
     strikes: Strikes,
     delivery: DeliveryMode,
+    pack_delay_us: u32,
 }
 
 impl Default for Service {
@@ -101,6 +102,7 @@ impl Service {
             deadline_us: 0,
             strikes: Strikes { n: 0, m: 0 },
             delivery: DeliveryMode::InOrderAsap,
+            pack_delay_us: 0,
         }
     }
 
@@ -152,6 +154,19 @@ impl Service {
         self
     }
 
+    /// The same service with a pack delay (best effort only; at most
+    /// [`MAX_PACK_DELAY_US`](weft_shared::session::MAX_PACK_DELAY_US)): the source node may hold
+    /// each message up to `delay_us` microseconds so that later ones share its datagram.
+    pub const fn pack_delay(mut self, delay_us: u32) -> Self {
+        self.pack_delay_us = delay_us;
+        self
+    }
+
+    /// The pack delay in microseconds (0: messages are packed within one turn only).
+    pub const fn pack_delay_us(&self) -> u32 {
+        self.pack_delay_us
+    }
+
     /// The same service with another delivery mode (realtime only).
     pub const fn delivery(mut self, delivery: DeliveryMode) -> Self {
         self.delivery = delivery;
@@ -184,6 +199,7 @@ impl Service {
             deadline_us: self.deadline_us,
             strikes: self.strikes,
             delivery: self.delivery,
+            pack_delay_us: self.pack_delay_us,
         }
     }
 }

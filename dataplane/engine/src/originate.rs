@@ -376,7 +376,21 @@ impl Originate<'_> {
             payload: msg.payload,
         };
         if !realtime && !reliable {
-            return self.send_data(link, &DataRecord::Message(&data));
+            let record = DataRecord::Message(&data);
+            if service.pack_delay_us == 0 || !self.packer.enabled() {
+                return self.send_data(link, &record);
+            }
+            let close_at = self
+                .now
+                .saturating_add(Duration::from_micros(u64::from(service.pack_delay_us)));
+            let mut t = PackTx {
+                tx: self.tx,
+                sender: self.sender,
+                links: self.links,
+                worker: 0,
+                counters: self.counters,
+            };
+            return self.packer.send_held(&mut t, link, &record, close_at);
         }
         // Encode the record body, let the link's sender number it and keep a copy.
         let mut body = [0u8; RECORD_SCRATCH];

@@ -10,6 +10,13 @@
 //! worker calls it at the end of each turn, before the next `run_once` submits the tx queue, so
 //! packing holds no record past the turn that produced it: the latency bound is one turn.
 //!
+//! A best-effort flow may set a *pack delay* at `OpenFlow` (`pack_delay_us`, the paper's
+//! latency-bounded flow aggregation): a packet holding only such records is kept open across
+//! turns until the earliest of its records' `sent + delay` ([`Packer::send_held`]), so a
+//! paced flow's messages share datagrams too; the worker wakes for it ([`Packer::next_close`]).
+//! A record without a delay (any forwarded one, every other flow's) appended to a held packet
+//! makes it leave at the end of that turn as usual.
+//!
 //! With packing off (`packing = false` in the node's config) every packet is closed right after
 //! its first record: one record per datagram.
 //!
@@ -24,6 +31,7 @@ use weft_proto::forward::{DataRecord, LinkSender, OpenData};
 use weft_shared::DropReason;
 use weft_shared::ids::LinkId;
 use weft_shared::shm::{Counter, WorkerCounters};
+use weft_shared::time::Instant;
 
 use crate::links::{LinkTraffic, Links};
 use crate::uring::{Reserved, TxQueue};
@@ -36,6 +44,13 @@ struct Open {
     data: OpenData,
     sock: usize,
     dst: SocketAddr,
+    /// `None`: leaves at the end of this turn; `Some(t)`: may be held until `t`.
+    close_at: Option<Instant>,
+}
+
+/// The later-bound of two records sharing a packet: the earlier hold wins, no hold beats any.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    Some(a?.min(b?))
 }
 
 /// A worker's open data packets (module doc).
@@ -87,6 +102,29 @@ impl Packer {
         link_id: LinkId,
         record: &DataRecord<'_>,
     ) -> Result<(), DropReason> {
+        self.send_within(t, link_id, record, None)
+    }
+
+    /// Like [`Packer::send`], for a record whose flow lets it wait until `close_at` for more
+    /// records to share its datagram (module doc). `Ok` means it leaves by `close_at`, by the
+    /// first [`Packer::flush_due`] at or after it.
+    pub fn send_held(
+        &mut self,
+        t: &mut PackTx<'_>,
+        link_id: LinkId,
+        record: &DataRecord<'_>,
+        close_at: Instant,
+    ) -> Result<(), DropReason> {
+        self.send_within(t, link_id, record, Some(close_at))
+    }
+
+    fn send_within(
+        &mut self,
+        t: &mut PackTx<'_>,
+        link_id: LinkId,
+        record: &DataRecord<'_>,
+        close_at: Option<Instant>,
+    ) -> Result<(), DropReason> {
         let link = t
             .links
             .get(link_id)
@@ -101,11 +139,17 @@ impl Packer {
         {
             let o = &mut self.open[i];
             if o.data.append(t.tx.reserved_buf(&o.slot), record)? {
+                o.close_at = earliest(o.close_at, close_at);
                 if o.data.room() < wire_len {
                     self.close(t, i);
                 }
                 return Ok(());
             }
+            self.close(t, i);
+        }
+        // The link moved to another path: what is open on the old one leaves first, so a held
+        // packet is not overtaken by this one.
+        if let Some(i) = self.open.iter().position(|o| o.data.link() == link_id) {
             self.close(t, i);
         }
         if self.open.is_full() {
@@ -135,6 +179,7 @@ impl Packer {
             data,
             sock: path.interface,
             dst: path.remote,
+            close_at,
         };
         if self.enabled && data.room() >= wire_len {
             self.open.push(open);
@@ -152,6 +197,24 @@ impl Packer {
         }
     }
 
+    /// The end of a turn: closes and queues every open packet but those a pack delay holds
+    /// past `now`.
+    pub fn flush_due(&mut self, t: &mut PackTx<'_>, now: Instant) {
+        let mut i = 0;
+        while i < self.open.len() {
+            if self.open[i].close_at.is_some_and(|at| at > now) {
+                i += 1;
+            } else {
+                self.close(t, i);
+            }
+        }
+    }
+
+    /// When the earliest held packet must leave (the worker's wake-up), if one is held.
+    pub fn next_close(&self) -> Option<Instant> {
+        self.open.iter().filter_map(|o| o.close_at).min()
+    }
+
     fn close(&mut self, t: &mut PackTx<'_>, i: usize) {
         let open = self.open.remove(i);
         Self::queue(t, open);
@@ -163,6 +226,7 @@ impl Packer {
             data,
             sock,
             dst,
+            close_at: _,
         } = open;
         let records = u64::from(data.records());
         let len = match t.sender.close_data(t.tx.reserved_buf(&slot), &data) {
@@ -205,7 +269,8 @@ mod tests {
 
     use super::*;
 
-    /// Node 2 in the middle of a line 1 - 2 - 3 (links 0 and 1, MTU 1500: 1,472-byte datagrams).
+    /// Node 2 in the middle of a line 1 - 2 - 3 (links 0 and 1, MTU 1500: 1,472-byte datagrams;
+    /// two ISPs, so every link has paths 0 and 1).
     const LINE: &str = r#"
 schema = 1
 [overlay]
@@ -213,15 +278,15 @@ name = "pack"
 [[node]]
 id = 1
 name = "n1"
-interface = [{ isp = "a", addr = "127.0.0.1:7001" }]
+interface = [{ isp = "a", addr = "127.0.0.1:7001" }, { isp = "b", addr = "127.0.1.1:7001" }]
 [[node]]
 id = 2
 name = "n2"
-interface = [{ isp = "a", addr = "127.0.0.2:7002" }]
+interface = [{ isp = "a", addr = "127.0.0.2:7002" }, { isp = "b", addr = "127.0.1.2:7002" }]
 [[node]]
 id = 3
 name = "n3"
-interface = [{ isp = "a", addr = "127.0.0.3:7003" }]
+interface = [{ isp = "a", addr = "127.0.0.3:7003" }, { isp = "b", addr = "127.0.1.3:7003" }]
 [[link]]
 id = 0
 nodes = [1, 2]
@@ -268,6 +333,24 @@ cost = 1000
             };
             let mut t = self.pack_tx();
             p.send(&mut t, LinkId::new(link).unwrap(), &record).unwrap();
+        }
+
+        fn send_held(&mut self, p: &mut Packer, link: u16, seq: u32, until_us: u64) {
+            let body = vec![seq as u8; 100];
+            let record = DataRecord::Encoded {
+                body: &body,
+                link_seq: seq,
+                flags: RecordFlags::NONE,
+            };
+            let mut t = self.pack_tx();
+            let at = Instant::from_nanos(until_us * 1000);
+            p.send_held(&mut t, LinkId::new(link).unwrap(), &record, at)
+                .unwrap();
+        }
+
+        fn flush_due(&mut self, p: &mut Packer, now_us: u64) {
+            let mut t = self.pack_tx();
+            p.flush_due(&mut t, Instant::from_nanos(now_us * 1000));
         }
 
         fn flush(&mut self, p: &mut Packer) {
@@ -330,6 +413,50 @@ cost = 1000
         let sizes: Vec<usize> = b.tx.pending_packets().iter().map(|x| x.2.len()).collect();
         assert_eq!(sizes[0], LINK_HEADER_LEN + 13 * 108);
         assert!(sizes.iter().all(|&s| s <= 1472));
+    }
+
+    #[test]
+    fn a_pack_delay_holds_a_packet_across_turns_until_its_earliest_record_is_due() {
+        let mut b = bench();
+        let mut p = Packer::new(true);
+        // Turn at t = 1000 us: two records of a flow with a 200 us delay.
+        b.send_held(&mut p, 1, 0, 1200);
+        b.send_held(&mut p, 1, 1, 1200);
+        b.flush_due(&mut p, 1000);
+        assert_eq!(p.open_packets(), 1, "held past the turn");
+        assert!(b.queued().is_empty());
+        assert_eq!(p.next_close(), Some(Instant::from_nanos(1_200_000)));
+        // Later turns add to it; a later hold does not push the first record's bound.
+        b.send_held(&mut p, 1, 2, 1300);
+        b.flush_due(&mut p, 1100);
+        assert_eq!(p.next_close(), Some(Instant::from_nanos(1_200_000)));
+        assert!(b.queued().is_empty());
+        // Due: it leaves, with all three.
+        b.flush_due(&mut p, 1200);
+        assert_eq!(b.queued(), [(1, vec![0, 1, 2])]);
+        assert_eq!(p.next_close(), None);
+        // A record without a delay (a forwarded one) joining a held packet takes it along at
+        // the end of its turn.
+        b.send_held(&mut p, 1, 3, 5000);
+        b.send(&mut p, 1, 4, 100);
+        b.flush_due(&mut p, 1300);
+        assert_eq!(b.queued()[1..], [(1, vec![3, 4])]);
+        // A full packet leaves at once, held or not.
+        for seq in 10..23 {
+            b.send_held(&mut p, 0, seq, 9000);
+        }
+        assert_eq!(b.queued()[2..], [(0, (10..23).collect::<Vec<_>>())]);
+        assert_eq!(p.open_packets(), 0);
+        assert_eq!(b.sent(), 3);
+        // The link moves to another path while a packet is held: the held one leaves first.
+        b.send_held(&mut p, 1, 30, 9000);
+        b.links
+            .get(LinkId::new(1).unwrap())
+            .unwrap()
+            .set_active_path(Some(PathId::new(1).unwrap()));
+        b.send_held(&mut p, 1, 31, 9000);
+        assert_eq!(b.queued()[3..], [(1, vec![30])]);
+        assert_eq!(p.open_packets(), 1);
     }
 
     #[test]

@@ -452,14 +452,18 @@ impl Worker {
             self.worker0_turn(now, driver);
         }
         self.realtime_turn(now, driver);
-        // Every packet packed this turn leaves with the next `run_once`.
-        self.packer.flush(&mut PackTx {
-            tx: driver.tx(),
-            sender: &mut self.sender,
-            links: &self.links,
-            worker: self.index,
-            counters: &self.counters,
-        });
+        // Every packet packed this turn leaves with the next `run_once`, but for those a
+        // flow's pack delay may still hold.
+        self.packer.flush_due(
+            &mut PackTx {
+                tx: driver.tx(),
+                sender: &mut self.sender,
+                links: &self.links,
+                worker: self.index,
+                counters: &self.counters,
+            },
+            now,
+        );
         match &mut self.role {
             Role::Other(p, _) => p.publish().context("ringing worker 0's doorbell")?,
             Role::Zero(z) => {
@@ -662,10 +666,14 @@ impl Worker {
     /// How long `run_once` may block; worker 0 also announces sleep on the rings it consumes
     /// (and does not block if one of them has items).
     fn prepare_sleep(&mut self, now: Instant, driver: &UdpDriver) -> Duration {
-        let rt_due = match (self.rt.poll_timeout(), self.rel.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let rt_due = [
+            self.rt.poll_timeout(),
+            self.rel.poll_timeout(),
+            self.packer.next_close(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let z = match &mut self.role {
             Role::Zero(z) => z,
             Role::Other(_, from_zero) => {

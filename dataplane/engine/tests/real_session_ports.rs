@@ -100,6 +100,23 @@ fn open_flow_checks_the_port_the_service_and_the_limit() {
         ErrorCode::Unsupported,
         "realtime without a deadline"
     );
+    let mut held_reliable = best_effort(100, 9);
+    held_reliable.protocol = LinkProtocol::Reliable;
+    held_reliable.pack_delay_us = 100;
+    let r = h.request(&mut a, &ClientMessage::OpenFlow(held_reliable));
+    assert_eq!(
+        error(&r).0,
+        ErrorCode::Unsupported,
+        "a pack delay off best effort"
+    );
+    let mut held_long = best_effort(100, 9);
+    held_long.pack_delay_us = 10_001;
+    let r = h.request(&mut a, &ClientMessage::OpenFlow(held_long));
+    assert_eq!(
+        error(&r).0,
+        ErrorCode::Unsupported,
+        "a pack delay over 10 ms"
+    );
     let refused = h.request(&mut a, &ClientMessage::OpenFlow(best_effort(100, 666)));
     assert_eq!(
         error(&refused).0,

@@ -64,6 +64,14 @@ struct OpenFlowBody {
     deadline_us: U32,
 }
 
+/// The optional tail of an `OpenFlow` body: present only when the pack delay is nonzero, so a
+/// flow without one encodes as it always did.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct OpenFlowPackTail {
+    pack_delay_us: U32,
+}
+
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 struct FlowBody {
@@ -110,6 +118,7 @@ const _: () = {
     assert!(size_of::<WelcomeBody>() == 20);
     assert!(size_of::<PortBody>() == 2);
     assert!(size_of::<OpenFlowBody>() == 20);
+    assert!(size_of::<OpenFlowPackTail>() == 4);
     assert!(size_of::<FlowBody>() == 4);
     assert!(size_of::<FlowCreditBody>() == 8);
     assert!(size_of::<GroupBody>() == 4);
@@ -246,7 +255,21 @@ fn check_payload(p: &[u8]) -> Result<(), EncodeError> {
     Ok(())
 }
 
-fn decode_open_flow(b: &OpenFlowBody) -> Result<OpenFlow, DecodeError> {
+fn decode_open_flow(body: &[u8]) -> Result<OpenFlow, DecodeError> {
+    let (b, tail) = fixed::<OpenFlowBody>(body, "OpenFlow")?;
+    let pack_delay_us = if tail.is_empty() {
+        0
+    } else {
+        exact::<OpenFlowPackTail>(tail, "OpenFlow")?
+            .pack_delay_us
+            .get()
+    };
+    let mut flow = decode_open_flow_fixed(b)?;
+    flow.pack_delay_us = pack_delay_us;
+    Ok(flow)
+}
+
+fn decode_open_flow_fixed(b: &OpenFlowBody) -> Result<OpenFlow, DecodeError> {
     let bad = |field, value: u8| DecodeError::BadField {
         field,
         value: u64::from(value),
@@ -280,6 +303,7 @@ fn decode_open_flow(b: &OpenFlowBody) -> Result<OpenFlow, DecodeError> {
             m: b.strikes_m,
         },
         delivery: DeliveryMode::from_u8(b.delivery).ok_or(bad("delivery mode", b.delivery))?,
+        pack_delay_us: 0,
     })
 }
 
@@ -336,9 +360,7 @@ impl<'a> ClientMessage<'a> {
             MsgType::Unbind => ClientMessage::Unbind {
                 port: Port(exact::<PortBody>(body, "Unbind")?.port.get()),
             },
-            MsgType::OpenFlow => {
-                ClientMessage::OpenFlow(decode_open_flow(exact(body, "OpenFlow")?)?)
-            }
+            MsgType::OpenFlow => ClientMessage::OpenFlow(decode_open_flow(body)?),
             MsgType::CloseFlow => ClientMessage::CloseFlow {
                 flow: FlowHandle(exact::<FlowBody>(body, "CloseFlow")?.flow.get()),
             },
@@ -388,7 +410,14 @@ impl Encode for ClientMessage<'_> {
         match self {
             ClientMessage::Hello(h) => size_of::<HelloFixed>() + h.name.len(),
             ClientMessage::Bind { .. } | ClientMessage::Unbind { .. } => size_of::<PortBody>(),
-            ClientMessage::OpenFlow(_) => size_of::<OpenFlowBody>(),
+            ClientMessage::OpenFlow(f) => {
+                size_of::<OpenFlowBody>()
+                    + if f.pack_delay_us == 0 {
+                        0
+                    } else {
+                        size_of::<OpenFlowPackTail>()
+                    }
+            }
             ClientMessage::CloseFlow { .. } => size_of::<FlowBody>(),
             ClientMessage::Send { payload, .. } => size_of::<FlowBody>() + payload.len(),
             ClientMessage::Join { .. } | ClientMessage::Leave { .. } => size_of::<GroupBody>(),
@@ -428,7 +457,17 @@ impl Encode for ClientMessage<'_> {
                 },
                 &[],
             ),
-            ClientMessage::OpenFlow(ref f) => put(body, &encode_open_flow(f), &[]),
+            ClientMessage::OpenFlow(ref f) => {
+                let tail = OpenFlowPackTail {
+                    pack_delay_us: U32::new(f.pack_delay_us),
+                };
+                let tail = if f.pack_delay_us == 0 {
+                    &[][..]
+                } else {
+                    tail.as_bytes()
+                };
+                put(body, &encode_open_flow(f), tail)
+            }
             ClientMessage::CloseFlow { flow } => put(
                 body,
                 &FlowBody {

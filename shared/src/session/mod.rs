@@ -47,8 +47,8 @@ pub use message::{
 };
 pub use socket::{DEFAULT_SOCKET_MODE, SocketError, bind_listener};
 pub use types::{
-    AddrKind, DeliveredTo, DeliveryMode, Destination, FlowHandle, LinkProtocol, OpenFlow,
-    RoutingMode, Strikes,
+    AddrKind, DeliveredTo, DeliveryMode, Destination, FlowHandle, LinkProtocol, MAX_PACK_DELAY_US,
+    OpenFlow, RoutingMode, Strikes,
 };
 
 /// The protocol version this build prefers (the highest it speaks).

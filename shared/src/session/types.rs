@@ -254,7 +254,15 @@ pub struct OpenFlow {
     pub strikes: Strikes,
     /// Delivery mode for realtime flows.
     pub delivery: DeliveryMode,
+    /// Best-effort flows: how long, in microseconds, the source node may hold the flow's
+    /// messages so that later ones (of any flow to the same next hop) share their datagram;
+    /// 0 = packed within one turn of the data plane only, never held. On the wire only when
+    /// nonzero (`docs/session.md` "OpenFlow").
+    pub pack_delay_us: u32,
 }
+
+/// The largest [`OpenFlow::pack_delay_us`] a node takes (10 ms); more is `Unsupported`.
+pub const MAX_PACK_DELAY_US: u32 = 10_000;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests unwrap to fail loudly")]

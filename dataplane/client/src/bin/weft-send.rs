@@ -90,6 +90,11 @@ struct Args {
     #[arg(long, value_name = "MS", default_value_t = 100)]
     deadline_ms: u64,
 
+    /// Best effort: let the node hold each message up to this long (microseconds, at most
+    /// 10,000) so that later ones share its datagram; 0 = packed within a turn only.
+    #[arg(long, value_name = "US", default_value_t = 0)]
+    pack_delay_us: u32,
+
     /// Local port to bind and send from; 0 lets the node pick a free one.
     #[arg(long, value_name = "P", default_value_t = 0)]
     from_port: u16,
@@ -188,7 +193,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         ServiceArg::BestEffort => Service::best_effort(),
         ServiceArg::Reliable => Service::reliable(),
         ServiceArg::Realtime => Service::realtime(Duration::from_millis(args.deadline_ms)),
-    };
+    }
+    .pack_delay(args.pack_delay_us);
 
     let mut client = Client::connect(&args.socket, &args.name)?;
     let max = client.welcome().max_payload as usize;

@@ -250,6 +250,7 @@ mod tests {
                 deadline_us: 0,
                 strikes: Strikes { n: 0, m: 0 },
                 delivery: DeliveryMode::AtDeadline,
+                pack_delay_us: 0,
             },
             next_seq: 0,
             credits: 0,

@@ -183,6 +183,9 @@ pub struct FlowService {
     pub strikes: Strikes,
     /// Delivery mode for realtime flows.
     pub delivery: DeliveryMode,
+    /// Best-effort flows: how long the source may hold a message for packing, in microseconds
+    /// (0: packed within the turn only).
+    pub pack_delay_us: u32,
 }
 
 /// A client's message for the overlay, handed to [`SessionSink::send`]. Borrows the payload from

@@ -11,8 +11,8 @@ use weft_shared::DropReason;
 use weft_shared::ids::{FlowId, GroupId, Port};
 use weft_shared::session::{
     ClientMessage, Destination, ErrorCode, ErrorMsg, ErrorText, FlowHandle, Frame, LinkProtocol,
-    MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, OpenFlow, RecvBuf, RoutingMode, ServerMessage,
-    Welcome, negotiate_version,
+    MAX_PACK_DELAY_US, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION, OpenFlow, RecvBuf, RoutingMode,
+    ServerMessage, Welcome, negotiate_version,
 };
 
 use super::client::{ClientState, Flow, Phase};
@@ -353,6 +353,7 @@ impl Core {
             deadline_us: f.deadline_us,
             strikes: f.strikes,
             delivery: f.delivery,
+            pack_delay_us: f.pack_delay_us,
         };
         let flow_id = FlowId(self.next_flow_id);
         if let Err(code) = sink.flow_opened(flow_id, f.local_port, f.destination, &service) {
@@ -392,6 +393,12 @@ impl Core {
             if k > self.cfg.max_k_paths {
                 return Err("k is larger than this node allows");
             }
+        }
+        if f.pack_delay_us > MAX_PACK_DELAY_US {
+            return Err("a pack delay is at most 10,000 us");
+        }
+        if f.pack_delay_us != 0 && f.protocol != LinkProtocol::BestEffort {
+            return Err("a pack delay is for best-effort flows only");
         }
         if f.protocol == LinkProtocol::Realtime {
             if f.deadline_us == 0 {

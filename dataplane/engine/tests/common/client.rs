@@ -158,6 +158,7 @@ impl TestClient {
             deadline_us: 0,
             strikes: Strikes { n: 0, m: 0 },
             delivery: DeliveryMode::InOrderAsap,
+            pack_delay_us: 0,
         }));
         let reply = self.wait_reply(id);
         let flow = reply

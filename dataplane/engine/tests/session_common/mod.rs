@@ -284,6 +284,7 @@ pub(crate) fn best_effort(port: u16, dst_port: u16) -> OpenFlow {
         deadline_us: 0,
         strikes: Strikes { n: 0, m: 0 },
         delivery: DeliveryMode::AtDeadline,
+        pack_delay_us: 0,
     }
 }
 
