@@ -17,7 +17,8 @@
 #                 instead of the aes-gcm crate; docs/dataplane.md "Authentication");
 # and read by weft_rate at each call:
 #   service=reliable|realtime   weft-send --service (default best-effort);
-#   flows=K       weft-send --flows K (default 1).
+#   flows=K       weft-send --flows K (default 1);
+#   pack_delay_us=D   weft-send --pack-delay-us D (best effort; default 0).
 # WEFT_PERF_BUILT=1: skip the build and use target/release as it is (perf/run-all.sh builds once,
 # so every benchmark of one run uses the same binaries). WEFT_PERF_BIN=DIR: take the binaries
 # from DIR instead of target/release (a copy that another build cannot replace mid-run).
@@ -108,6 +109,7 @@ weft_rate() { # dst size [rate [seconds]] -> JSON fields
     local dst=$1 size=$2 rate=${3:-0} port=$((200 + RANDOM % 1000)) limit=()
     [ -n "${4:-}" ] && limit=(--seconds "$4")
     local svc=(--service "${service:-best-effort}" --flows "${flows:-1}")
+    [ "${pack_delay_us:-0}" != 0 ] && svc+=(--pack-delay-us "$pack_delay_us")
     "$bin/weft-recv" --socket "$run/node$dst.sock" --port "$port" --idle-exit-ms 1000 --seconds 60 --json >"$run/recv.out" 2>&1 &
     local rp=$!
     sleep 0.2
