@@ -6,9 +6,11 @@
 # The line of perf/line-overlay.sh (1 -> 2 -> 3 on loopback, one worker per node). weft-send on
 # node 1 sends at a fixed rate (--rates, msgs/s) for --seconds to weft-recv on node 2. Node 1's
 # datagrams are its `sent` counter (weftctl show counters; hellos, about 200/s, included) over the
-# run. Prints one JSON line per measurement and a Markdown table.
+# run. Prints one JSON line per measurement and a Markdown table; with WEFT_PERF_OUT=DIR also
+# writes the table to DIR/pack-delay.md and the lines to DIR/pack-delay.jsonl.
 #
 # Usage: perf/pack-delay.sh [--runs R] [--seconds S] [--rates "20000 200000"] [--delays "0 100 500 2000"]
+#   (lists separated by spaces or commas)
 set -euo pipefail
 runs=3
 seconds=3
@@ -23,6 +25,8 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--runs R] [--seconds S] [--rates LIST] [--delays LIST]" >&2; exit 2 ;;
     esac
 done
+rates=${rates//,/ }
+delays=${delays//,/ }
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 raw=$(mktemp /tmp/weft-pack-delay.XXXXXX)
@@ -44,8 +48,14 @@ for r in $(seq "$runs"); do
         done
     done
 done
-python3 - "$raw" <<'PY'
-import json, sys, statistics as st
+python3 - "$raw" "${WEFT_PERF_OUT:-}" <<'PY'
+import json, os, sys, statistics as st
+out_dir = sys.argv[2]
+table = []
+_print = print
+def print(line=""):
+    table.append(line)
+    _print(line)
 rows = [json.loads(l) for l in open(sys.argv[1])]
 keys = sorted({(r["rate"], r["pack_delay_us"]) for r in rows})
 print("\n| rate msgs/s | pack delay us | received/sent | datagrams per message (node 1) | data planes CPU ns/msg | p50 us | p99 us | p99.9 us |")
@@ -60,5 +70,9 @@ for rate, d in keys:
     lat = lambda k: [r["weft"]["latency_us"].get(k) for r in rs]
     dpm_s = f"{st.median(dpm):.3f} [{min(dpm):.3f}–{max(dpm):.3f}]"
     print(f"| {rate} | {d} | {got}/{sent} | {dpm_s} | {med([r['weft']['forwarders_cpu_ns_per_msg'] for r in rs])} | {med(lat('p50'))} | {med(lat('p99'))} | {med(lat('p999'))} |")
+if out_dir:
+    open(os.path.join(out_dir, "pack-delay.md"), "w").write("\n".join(table).strip() + "\n")
+    import shutil
+    shutil.copy(sys.argv[1], os.path.join(out_dir, "pack-delay.jsonl"))
 PY
 rm -f "$raw"

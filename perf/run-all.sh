@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of issue 9 in one command: builds release once, then runs
-# perf/forwarding.sh, perf/services.sh, perf/latency.sh and perf/workers.sh in sequence (each on
+# perf/forwarding.sh, perf/services.sh, perf/latency.sh, perf/workers.sh, perf/rawload.sh (flat
+# out and paced, then 30 s of overload) and perf/pack-delay.sh in sequence (each on
 # the same binaries: WEFT_PERF_BUILT=1), and writes summary.md beside their tables, plots and
 # raw lines: every table with the command that produced it and its start and end time, links
 # to the plots, the commit, and the machine's load at the start.
@@ -15,6 +16,8 @@
 # benchmark that fails or times out is reported in summary.md and the next one still runs; the
 # exit status is non-zero if any failed.
 #
+# aead=aws-lc in the environment builds the data plane with AES-GCM from aws-lc-rs (the keyed
+# rows of services.sh then measure that backend; summary.md says which).
 # Usage: perf/run-all.sh [--quick] [--out DIR] [--no-build]
 #   --out DIR:  write everything to DIR (default perf/results, perf/results/quick with --quick);
 #   --no-build: use target/release as it is (e.g. while the tree does not build).
@@ -47,6 +50,9 @@ if [ "$quick" = 1 ]; then
         "services|perf/services.sh --count 20000 --runs 1"
         "latency|perf/latency.sh --runs 1 --seconds 1 --overload-seconds 2 --count 20000"
         "workers|perf/workers.sh --count 20000 --runs 1"
+        "rawload|perf/rawload.sh --seconds 1 --sizes 100"
+        "rawload-overload|perf/rawload.sh --seconds 1 --overload 2"
+        "pack-delay|perf/pack-delay.sh --runs 1 --seconds 1 --rates 20000 --delays 0,500"
     )
     limit=600
 else
@@ -55,6 +61,9 @@ else
         "services|perf/services.sh --count 200000 --runs 3"
         "latency|perf/latency.sh --runs 3 --seconds 5 --overload-seconds 30"
         "workers|perf/workers.sh --count 200000 --runs 3"
+        "rawload|perf/rawload.sh --seconds 3"
+        "rawload-overload|perf/rawload.sh --seconds 3 --overload 30"
+        "pack-delay|perf/pack-delay.sh --runs 3 --seconds 3"
     )
     limit=3600
 fi
@@ -90,6 +99,7 @@ for step in "${steps[@]}"; do
     printf '%s|%s|%s|%s|%s\n' "$name" "$cmd" "$t0" "$t1" "$rc" >>"$status"
 done
 
+WEFT_PERF_AEAD_NAME=$( [ "${aead:-}" = aws-lc ] && echo aws-lc-rs || echo "the aes-gcm crate" ) \
 python3 - "$out" "$status" "$invocation" "$started" "$load_start" "$commit" "$dirty" "$quick" \
     "$(nproc)" "$(uname -r)" "${plots[forwarding]}" "${plots[services]}" "${plots[latency]}" \
     "${plots[workers]}" <<'PY'
@@ -99,11 +109,15 @@ plots = dict(zip(["forwarding", "services", "latency", "workers"], [p.split() fo
 titles = {"forwarding": "Forwarding beside the kernel-UDP forwarder chain",
           "services": "Reliable and authenticated beside best effort",
           "latency": "Latency at 50 % load and 2x overload",
-          "workers": "One and two workers per node"}
+          "workers": "One and two workers per node",
+          "rawload": "One data plane alone, raw overlay packets (weft-rawload)",
+          "rawload-overload": "One data plane alone under overload (weft-rawload)",
+          "pack-delay": "Pack delay of a paced best-effort flow"}
 lines = [f"# Weft benchmark summary{' (quick smoke check: not figures)' if quick == '1' else ''}", "",
          f"Command: `{invocation}`, started {started}; commit {commit}"
          f"{f' with {dirty} modified tracked files in the tree' if dirty != '0' else ''}; "
-         f"release build; {cores} cores, Linux {kernel}; load average at the start {load}.", "",
+         f"release build (AES-GCM from {os.environ.get('WEFT_PERF_AEAD_NAME', 'the aes-gcm crate')}); "
+         f"{cores} cores, Linux {kernel}; load average at the start {load}.", "",
          "Each section: the benchmark's own command, its start and end (UTC), its tables as it "
          "wrote them, and its plots (median bars, min–max whiskers). Raw per-run lines: "
          "`*.jsonl` here; each benchmark's full output: `*.log`.", ""]
@@ -112,8 +126,22 @@ for row in open(status):
     lines += [f"## {titles.get(name, name)}", "",
               f"Command: `{cmd}` ({t0} – {t1} UTC){'' if rc == '0' else f'; **failed with exit status {rc}** (see `{name}.log`)'}", ""]
     md = os.path.join(out, f"{name}.md")
+    log = os.path.join(out, f"{name}.log")
     if rc == "0" and os.path.exists(md):
         lines += [open(md).read().rstrip(), ""]
+    elif rc == "0" and name.startswith("rawload") and os.path.exists(log):
+        # weft-rawload prints JSON lines only: the key figures of each.
+        import json
+        lines += ["| size | offered msgs/s | node 2 forwarded msgs/s | node 2 CPU ns/msg | sink p50 / p99 us | link flaps |", "|---|---|---|---|---|---|"]
+        for l in open(log):
+            if not l.startswith("{"):
+                continue
+            d = json.loads(l)
+            lat = d.get("latency_us") or {}
+            lines.append(f"| {d.get('size', '-')} | {d.get('offered_rate', 0):.0f} | {d.get('node2_forwarded_rate', '-')} | "
+                         f"{d.get('node2_cpu_ns_per_msg', '-')} | {lat.get('p50', '-')} / {lat.get('p99', '-')} | "
+                         f"{len(d['link_flaps']) if 'link_flaps' in d else '-'} |")
+        lines.append("")
     for p in plots.get(name, []) if rc == "0" else []:
         if os.path.exists(os.path.join(out, p)):
             lines += [f"![{name}: {p}]({p})", ""]
