@@ -48,7 +48,8 @@ struct Open {
     close_at: Option<Instant>,
 }
 
-/// The later-bound of two records sharing a packet: the earlier hold wins, no hold beats any.
+/// When a packet with two holds must leave: the earlier one, and a record without a hold (this
+/// turn) overrides any.
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     Some(a?.min(b?))
 }
