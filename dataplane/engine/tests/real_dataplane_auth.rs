@@ -132,6 +132,39 @@ impl Rng {
     }
 }
 
+/// Nodes 1 and 2 on link 0, keyed with epoch 0 of `keys/link0.key`, node 1's path 0 through
+/// `capture`, node 2 on `node2_cores` (default: the spec's); once both ends have the link up,
+/// a client on node 2 bound to port 7 and one on node 1 with a flow from port 8 to it.
+fn keyed_pair(
+    name: &str,
+    capture: &Capture,
+    node2_cores: Option<Vec<u16>>,
+) -> (
+    Overlay,
+    TestClient,
+    TestClient,
+    weft_shared::session::FlowHandle,
+) {
+    let mut spec = Spec::simple(2, &[(0, 1, 2)]);
+    if let Some(cores) = node2_cores {
+        spec.nodes[1] = NodeSpec { id: 2, cores };
+    }
+    spec.extra_args = vec![(1, vec!["--remote".into(), format!("0:0={}", capture.addr)])];
+    spec.key_files = vec![(0, "keys/link0.key".into())];
+    spec.files = vec![("keys/link0.key".into(), format!("# link 0\n{KEY0}"))];
+    let mut o = Overlay::start(name, spec);
+    o.publish_fib(1, &[(2, 0)]);
+    o.publish_fib(2, &[(1, 0)]);
+    o.wait_link_up(1, 0, Some(0));
+    o.wait_link_up(2, 0, Some(0));
+    let mut rx = TestClient::connect(&o.session_socket(2));
+    rx.bind(7);
+    let mut tx = TestClient::connect(&o.session_socket(1));
+    tx.bind(8);
+    let flow = tx.open_flow(8, 2, 7);
+    (o, rx, tx, flow)
+}
+
 /// Sends `count` paced messages `"{tag}{i}"` on `flow` while a thread collects what `rx`
 /// receives; `during(elapsed)` runs between sends. Returns the payloads received.
 fn paced_flow(
@@ -202,22 +235,8 @@ fn forged_flipped_and_replayed_packets_are_never_delivered_across_a_rotation() {
     println!("seed {seed:#x}");
     let mut rng = Rng(seed | 1);
     let capture = Capture::start(addrs.spare(1), addrs.node(2, 0));
-    let mut spec = Spec::simple(2, &[(0, 1, 2)]);
-    spec.extra_args = vec![(1, vec!["--remote".into(), format!("0:0={}", capture.addr)])];
-    spec.key_files = vec![(0, "keys/link0.key".into())];
-    spec.files = vec![("keys/link0.key".into(), format!("# link 0\n{KEY0}"))];
-    let mut o = Overlay::start(name, spec);
+    let (o, rx, mut tx, flow) = keyed_pair(name, &capture, None);
     let key_path = o.dir.join("keys/link0.key");
-    o.publish_fib(1, &[(2, 0)]);
-    o.publish_fib(2, &[(1, 0)]);
-    o.wait_link_up(1, 0, Some(0));
-    o.wait_link_up(2, 0, Some(0));
-
-    let mut rx = TestClient::connect(&o.session_socket(2));
-    rx.bind(7);
-    let mut tx = TestClient::connect(&o.session_socket(1));
-    tx.bind(8);
-    let flow = tx.open_flow(8, 2, 7);
 
     // Real traffic, with a flipped copy ahead of 50 of its packets.
     capture.flip_next.store(50, Ordering::Relaxed);
@@ -412,24 +431,7 @@ fn replays_steered_to_either_worker_are_all_refused() {
     let name = "auth-workers";
     let addrs = Addrs::new(name);
     let capture = Capture::start(addrs.spare(1), addrs.node(2, 0));
-    let mut spec = Spec::simple(2, &[(0, 1, 2)]);
-    spec.nodes[1] = NodeSpec {
-        id: 2,
-        cores: vec![0, 1],
-    };
-    spec.extra_args = vec![(1, vec!["--remote".into(), format!("0:0={}", capture.addr)])];
-    spec.key_files = vec![(0, "keys/link0.key".into())];
-    spec.files = vec![("keys/link0.key".into(), format!("# link 0\n{KEY0}"))];
-    let mut o = Overlay::start(name, spec);
-    o.publish_fib(1, &[(2, 0)]);
-    o.publish_fib(2, &[(1, 0)]);
-    o.wait_link_up(1, 0, Some(0));
-    o.wait_link_up(2, 0, Some(0));
-    let mut rx = TestClient::connect(&o.session_socket(2));
-    rx.bind(7);
-    let mut tx = TestClient::connect(&o.session_socket(1));
-    tx.bind(8);
-    let flow = tx.open_flow(8, 2, 7);
+    let (o, rx, mut tx, flow) = keyed_pair(name, &capture, Some(vec![0, 1]));
     let (rx, got) = paced_flow(
         &mut tx,
         flow,

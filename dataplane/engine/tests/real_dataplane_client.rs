@@ -13,13 +13,19 @@ use weft_client::{Addr, Client, Service};
 use weft_shared::ids::{NodeId, Port};
 use weft_shared::shm::Counter;
 
-#[test]
-fn the_client_library_talks_across_and_within_nodes() {
-    let mut o = Overlay::start("client", Spec::simple(2, &[(0, 1, 2)]));
+/// Nodes 1 and 2 on link 0, routed to each other, the link up at both ends.
+fn two_nodes(name: &str) -> Overlay {
+    let mut o = Overlay::start(name, Spec::simple(2, &[(0, 1, 2)]));
     o.publish_fib(1, &[(2, 0)]);
     o.publish_fib(2, &[(1, 0)]);
     o.wait_link_up(1, 0, None);
     o.wait_link_up(2, 0, None);
+    o
+}
+
+#[test]
+fn the_client_library_talks_across_and_within_nodes() {
+    let o = two_nodes("client");
 
     let mut a = Client::connect(o.session_socket(1), "a").unwrap();
     let mut b = Client::connect(o.session_socket(2), "b").unwrap();
@@ -73,11 +79,7 @@ fn the_client_library_talks_across_and_within_nodes() {
 /// sends about a datagram per message; every message arrives, in order.
 #[test]
 fn a_pack_delay_packs_a_paced_flow_into_few_datagrams() {
-    let mut o = Overlay::start("pack-delay", Spec::simple(2, &[(0, 1, 2)]));
-    o.publish_fib(1, &[(2, 0)]);
-    o.publish_fib(2, &[(1, 0)]);
-    o.wait_link_up(1, 0, None);
-    o.wait_link_up(2, 0, None);
+    let o = two_nodes("pack-delay");
     let mut a = Client::connect(o.session_socket(1), "a").unwrap();
     let mut b = Client::connect(o.session_socket(2), "b").unwrap();
     let pa = a.bind(Port(0)).unwrap();
