@@ -12,28 +12,49 @@
 # and its counter deltas: forwarded, received, kernel_drops, drops; and the 1-minute load
 # average before the run, since the machine may be shared).
 #
-# --overload [SECS] (default 30): measures the flat-out rate at 100 B for --seconds, then offers
-# twice that for SECS seconds with a 1 s timeline, while node 2's links are sampled every 100 ms
-# with `weftctl show links --json`; prints the run's JSON, then one JSON line with the delivered
-# rate, latency percentiles per second and every link state or last-change change node 2
-# showed (the point: hellos never starve, so no link flaps under overload).
+# --overload [SECS] (default 30): measures the flat-out rate at 100 B for --seconds (the
+# capacity), then paced at that rate for --seconds, then offers twice it for SECS seconds with
+# a 1 s timeline, while node 2's links are sampled every 100 ms with `weftctl show links
+# --json`; prints each run's JSON, then one JSON line with the delivered rate (also as a ratio
+# to the flat-out and at-capacity runs), latency percentiles per second and every link state or
+# last-change change node 2 showed (the point: hellos never starve, so no link flaps under overload).
 #
-# Usage: perf/rawload.sh [--seconds S] [--sizes "100 1396"] [--overload [SECS]]
+# --cap PCT: node 2 runs in a cgroup (v1 cpu controller) limited to PCT % of one core, in 5 ms
+# periods, so its capacity is well under what the generator can offer from the other core: with
+# --overload this is how a true 2x overload is reached on a 2-core machine (uncapped, the
+# generator, sharing core 0 with the sink, offers only about 1.1x). The capacity reported, and
+# the 2x offered, are those of the capped node. Needs root and /sys/fs/cgroup/cpu.
+#
+# Usage: perf/rawload.sh [--seconds S] [--sizes "100 1396"] [--overload [SECS]] [--cap PCT]
 #   (release build; WEFT_PERF_BUILT=1 skips the build). Everything is bounded in time and runs
 #   on 127.0.0.0/8 only.
 set -euo pipefail
 seconds=2
 sizes="100 1396"
 overload=""
+cap=""
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) seconds=$2; shift 2 ;;
         --sizes) sizes=$2; shift 2 ;;
         --overload)
             if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+$ ]]; then overload=$2; shift 2; else overload=30; shift; fi ;;
-        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]]" >&2; exit 2 ;;
+        --cap) cap=$2; shift 2 ;;
+        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT]" >&2; exit 2 ;;
     esac
 done
+if [ -n "$cap" ] && ! [[ $cap =~ ^[0-9]+$ && $cap -ge 5 && $cap -le 100 ]]; then
+    echo "rawload.sh: --cap takes a percentage of one core, 5 to 100 (got '$cap')" >&2
+    exit 2
+fi
+cgroup=""
+if [ -n "$cap" ]; then
+    if [ ! -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+        echo "rawload.sh: --cap needs root and the cgroup v1 cpu controller at /sys/fs/cgroup/cpu" >&2
+        exit 1
+    fi
+    cgroup=/sys/fs/cgroup/cpu/weft-rawload-$$
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 if [ "${WEFT_PERF_BUILT:-0}" != 1 ]; then
@@ -43,7 +64,12 @@ fi
 bin=$root/target/release
 run=$(mktemp -d /tmp/weft-rawload.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$run"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$run"
+    [ -n "$cgroup" ] && [ -d "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 cfg=$run/line.toml
@@ -72,6 +98,13 @@ done
 "$bin/weft-dataplane" --config "$cfg" --id 2 >"$run/node2.log" 2>&1 &
 node2=$!
 pids+=("$node2")
+if [ -n "$cgroup" ]; then
+    mkdir "$cgroup"
+    echo 5000 >"$cgroup/cpu.cfs_period_us"
+    echo $((cap * 50)) >"$cgroup/cpu.cfs_quota_us"
+    echo "$node2" >"$cgroup/cgroup.procs"
+    echo "rawload.sh: node 2 (pid $node2) capped to $cap % of a core ($((cap * 50)) us per 5 ms)" >&2
+fi
 for _ in $(seq 100); do [ -S "$run/node2.sock" ] && break; sleep 0.05; done
 if [ ! -S "$run/node2.sock" ]; then
     echo "rawload.sh: node 2 did not start; its log:" >&2
@@ -140,7 +173,13 @@ flat=$(rawload flat --size 100 --seconds "$seconds")
 echo "$flat"
 # Capacity: what node 2 forwarded flat out (the sink, sharing core 0 with the generator, may
 # record less than that).
-offer=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(max(r["rate"], r["node2_forwarded_rate"] or 0) * 2))' "$flat")
+capacity=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(max(r["rate"], r["node2_forwarded_rate"] or 0)))' "$flat")
+offer=$((capacity * 2))
+# The same paced sender at 1x the capacity, for --seconds: what node 2 forwards when offered
+# exactly its capacity in the overload run's traffic shape (paced sends carry fewer datagrams
+# per GSO send than flat-out ones, so each costs node 2 a little more).
+at_capacity=$(rawload at-capacity --size 100 --seconds "$seconds" --rate "$capacity")
+echo "$at_capacity"
 # Node 2's links every 100 ms, for as long as the overload runs (bounded by its own count):
 # one line per sample, "EPOCH_SECONDS JSON".
 (
@@ -155,9 +194,11 @@ pids+=("$poller")
 over=$(rawload overload --size 100 --seconds "$overload" --rate "$offer" --timeline-ms 1000)
 kill "$poller" 2>/dev/null || true
 echo "$over"
-python3 - "$over" "$run/links.txt" <<'PY'
+python3 - "$over" "$run/links.txt" "${cap:-100}" "$flat" "$at_capacity" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
+cap_pct = int(sys.argv[3])
+flat, at_cap = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 samples = []
 for line in open(sys.argv[2]):
     t, _, j = line.partition(" ")
@@ -192,8 +233,14 @@ for t, d in window:
         seen[key] = (state, at)
 tl = r.get("timeline", [])
 print(json.dumps({
-    "overload": True, "target_rate": r.get("target_rate"), "offered_rate": r.get("offered_rate"),
+    "overload": True, "node2_cpu_cap_pct": cap_pct, "target_rate": r.get("target_rate"), "offered_rate": r.get("offered_rate"),
     "delivered_rate": r.get("rate"), "delivered_pct": r.get("delivered_pct"),
+    "flat_out_forwarded_rate": flat.get("node2_forwarded_rate"),
+    "at_capacity_forwarded_rate": at_cap.get("node2_forwarded_rate"),
+    "forwarded_vs_flat_out": round(r["node2_forwarded_rate"] / flat["node2_forwarded_rate"], 3)
+        if r.get("node2_forwarded_rate") and flat.get("node2_forwarded_rate") else None,
+    "forwarded_vs_at_capacity": round(r["node2_forwarded_rate"] / at_cap["node2_forwarded_rate"], 3)
+        if r.get("node2_forwarded_rate") and at_cap.get("node2_forwarded_rate") else None,
     "node2_forwarded_rate": r.get("node2_forwarded_rate"),
     "node2_kernel_drops": r.get("node2_counters", {}).get("kernel_drops"),
     "sink_socket_drops": r.get("sink_socket_drops"),
