@@ -16,6 +16,7 @@ use weft_proto::auth::LinkWindows;
 use weft_proto::forward::{LinkInfo, LinkTable};
 use weft_shared::config::Config;
 use weft_shared::ids::{LinkId, MAX_LINKS, MAX_PATHS_PER_LINK, NodeId, PathId};
+use weft_shared::wire::lane::sub_lanes;
 
 /// Stored in the active-path atomic when the link has no up path.
 const NO_PATH: u8 = u8::MAX;
@@ -48,6 +49,10 @@ pub struct LinkEntry {
     pub key_file: Option<PathBuf>,
     /// How many workers (lanes) the neighbour's data plane runs.
     pub peer_lanes: u8,
+    /// Sub-lanes each of this node's workers spreads its best-effort records over on this
+    /// link, one per flow hash (`weft_shared::wire::lane`): the neighbour's worker count, at
+    /// most 4, so its steering spreads them over its workers.
+    pub sub_lanes: u8,
     /// The link's replay windows if it is authenticated: one object, shared by every worker's
     /// `AuthTable`, so a replay steered to another worker is caught too.
     pub replay: Option<LinkWindows>,
@@ -152,6 +157,8 @@ impl Links {
     ) -> Self {
         let mut index = vec![u16::MAX; usize::from(MAX_LINKS)].into_boxed_slice();
         let mut entries = Vec::new();
+        // Sub-lanes follow the config's worker counts, which both ends of a link read alike.
+        let my_workers = config.node(node).map_or(workers, |n| n.cores().len());
         for end in config.links_of(node) {
             let link = end.link();
             let paths = end
@@ -173,9 +180,8 @@ impl Links {
                 _ => 28,
             };
             index[usize::from(end.id().get())] = entries.len() as u16;
-            let peer_lanes = config
-                .node(end.neighbour())
-                .map_or(1, |n| u8::try_from(n.cores().len()).unwrap_or(u8::MAX));
+            let peer_workers = config.node(end.neighbour()).map_or(1, |n| n.cores().len());
+            let peer_lanes = u8::try_from(peer_workers).unwrap_or(u8::MAX);
             entries.push(LinkEntry {
                 id: end.id(),
                 neighbour: end.neighbour(),
@@ -183,7 +189,10 @@ impl Links {
                 paths,
                 key_file: link.key_file().map(PathBuf::from),
                 peer_lanes,
-                replay: link.key_file().map(|_| LinkWindows::new(peer_lanes)),
+                sub_lanes: sub_lanes(my_workers, peer_workers),
+                replay: link
+                    .key_file()
+                    .map(|_| LinkWindows::new(peer_lanes, sub_lanes(peer_workers, my_workers))),
                 active: AtomicU8::new(NO_PATH),
                 one_way_delay_us: AtomicU32::new(0),
                 peer_key_epoch: AtomicU16::new(NO_EPOCH),

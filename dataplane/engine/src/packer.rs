@@ -2,8 +2,10 @@
 //!
 //! Every data record a worker sends (forwarded, originated by a client, or a link protocol's
 //! first send or copy) goes through [`Packer::send`]. The packer keeps up to [`MAX_OPEN`] open
-//! data packets, each in a reserved tx buffer and each for one (link, path): a record for a
-//! link with an open packet is appended to it when it fits; otherwise that packet is closed
+//! data packets, each in a reserved tx buffer and each for one (link, path, sub-lane): a record
+//! for a link with an open packet on its sub-lane is appended to it when it fits (best-effort
+//! records take the sub-lane of their flow, `DataRecord::sub_lane`, so one link's flows spread
+//! over the next node's workers; everything else takes sub-lane 0); otherwise that packet is closed
 //! (sealed on a keyed link, queued for sending) and a new one opened. A packet is also closed as
 //! soon as another record of the same size would not fit, so packets of large messages leave at
 //! once, one record each, as without packing. [`Packer::flush`] closes every open packet; the
@@ -36,8 +38,9 @@ use weft_shared::time::Instant;
 use crate::links::{LinkTraffic, Links};
 use crate::uring::{Reserved, TxQueue};
 
-/// Open packets per worker at once: more next hops than that in one turn close the oldest.
-pub const MAX_OPEN: usize = 8;
+/// Open packets per worker at once: more (next hop, sub-lane) pairs than that in one turn close
+/// the oldest.
+pub const MAX_OPEN: usize = 16;
 
 struct Open {
     slot: Reserved,
@@ -132,12 +135,11 @@ impl Packer {
             .ok_or(DropReason::UnknownLink(link_id.get()))?;
         // A link without an up path has no route through it.
         let path = *link.active_path().ok_or(DropReason::NoRoute)?;
+        let sub = record.sub_lane(link.sub_lanes);
         let wire_len = record.wire_len();
-        if let Some(i) = self
-            .open
-            .iter()
-            .position(|o| o.data.link() == link_id && o.data.path() == path.id)
-        {
+        if let Some(i) = self.open.iter().position(|o| {
+            o.data.link() == link_id && o.data.path() == path.id && o.data.sub() == sub
+        }) {
             let o = &mut self.open[i];
             if o.data.append(t.tx.reserved_buf(&o.slot), record)? {
                 o.close_at = earliest(o.close_at, close_at);
@@ -148,9 +150,13 @@ impl Packer {
             }
             self.close(t, i);
         }
-        // The link moved to another path: what is open on the old one leaves first, so a held
-        // packet is not overtaken by this one.
-        if let Some(i) = self.open.iter().position(|o| o.data.link() == link_id) {
+        // The link moved to another path: what is open on the old one (on this sub-lane, where
+        // this record's flow is) leaves first, so a held packet is not overtaken by this one.
+        if let Some(i) = self
+            .open
+            .iter()
+            .position(|o| o.data.link() == link_id && o.data.sub() == sub)
+        {
             self.close(t, i);
         }
         if self.open.is_full() {
@@ -160,7 +166,7 @@ impl Packer {
         let buf = t.tx.reserved_buf(&slot);
         let opened = t
             .sender
-            .open_data(buf, link_id, path.id, link.max_datagram)
+            .open_data(buf, link_id, path.id, sub, link.max_datagram)
             .and_then(|mut data| match data.append(buf, record)? {
                 true => Ok(data),
                 false => Err(DropReason::BadLength {
@@ -307,7 +313,12 @@ cost = 1000
     }
 
     fn bench() -> Bench {
-        let config = Config::from_toml_str(LINE, "pack.toml").unwrap();
+        bench_with(LINE)
+    }
+
+    /// The bench on `toml`'s overlay (LINE or a variant of it).
+    fn bench_with(toml: &str) -> Bench {
+        let config = Config::from_toml_str(toml, "pack.toml").unwrap();
         let me = NodeId::new(2).unwrap();
         let links = Links::new(&config, me, &[], 1);
         for id in [0, 1] {
@@ -520,5 +531,69 @@ cost = 1000
         );
         assert_eq!(b.tx.free_slots(), free);
         assert_eq!(p.open_packets(), 0);
+    }
+
+    /// A best-effort record body: an overlay header's bytes as far as the flow's ids (proto
+    /// byte 2, src_node at 8, flow_id at 24), then `fill`.
+    fn best_effort_body(src: u16, flow: u32, fill: u8) -> Vec<u8> {
+        let mut body = vec![fill; 100];
+        body[2] = 0;
+        body[8..10].copy_from_slice(&src.to_be_bytes());
+        body[24..28].copy_from_slice(&flow.to_be_bytes());
+        body
+    }
+
+    /// Node 3 runs two workers, so node 2 spreads its best-effort flows on link 1 over two
+    /// sub-lanes (lanes 0 and 64): every flow stays on one, both are used, records keep their
+    /// order within a flow, and a sequenced record (a link protocol's) stays on lane 0.
+    #[test]
+    fn best_effort_flows_spread_over_sub_lanes_and_each_keeps_one() {
+        let two_workers = LINE.replace("name = \"n3\"", "name = \"n3\"\ncores = [0, 1]");
+        let mut b = bench_with(&two_workers);
+        assert_eq!(b.links.get(LinkId::new(1).unwrap()).unwrap().sub_lanes, 2);
+        assert_eq!(b.links.get(LinkId::new(0).unwrap()).unwrap().sub_lanes, 1);
+        let mut p = Packer::new(true);
+        for round in 0..3u8 {
+            for flow in 0..16u32 {
+                let body = best_effort_body(1, flow, round);
+                let record = DataRecord::Encoded {
+                    body: &body,
+                    link_seq: 0,
+                    flags: RecordFlags::NONE,
+                };
+                let mut t = b.pack_tx();
+                p.send(&mut t, LinkId::new(1).unwrap(), &record).unwrap();
+            }
+        }
+        b.send(&mut p, 1, 5, 100);
+        b.flush(&mut p);
+        let mut lane_of_flow = std::collections::BTreeMap::new();
+        let mut rounds: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        let mut lanes = std::collections::BTreeSet::new();
+        for (_, _, pkt) in b.tx.pending_packets() {
+            let (h, _) = LinkRepr::parse(&pkt).unwrap();
+            lanes.insert(h.lane);
+            for r in Records::new(&pkt[LINK_HEADER_LEN..], PacketType::Data) {
+                let r = r.unwrap();
+                if r.header.link_seq != 0 {
+                    assert_eq!(h.lane, 0, "a sequenced record left sub-lane 0");
+                    continue;
+                }
+                let flow = u32::from_be_bytes(r.body[24..28].try_into().unwrap());
+                let previous = lane_of_flow.insert(flow, h.lane);
+                assert!(previous.is_none_or(|l| l == h.lane), "flow {flow} split");
+                rounds.entry(flow).or_default().push(r.body[99]);
+            }
+        }
+        assert_eq!(
+            lanes,
+            [0u8, 64].into_iter().collect(),
+            "both sub-lanes used"
+        );
+        assert_eq!(lane_of_flow.len(), 16);
+        assert!(
+            rounds.values().all(|r| r == &[0, 1, 2]),
+            "order kept: {rounds:?}"
+        );
     }
 }

@@ -25,10 +25,12 @@
 //! 2. A payload shorter than the link header, or with another version byte: data.
 //! 3. A packet-type byte of a hello, feedback or control packet (every [`PacketType`] whose
 //!    class is not data): return `W`, the control socket.
-//! 4. Anything else is data: XOR the lane byte (byte 3 of the link header) into the key's top
-//!    byte, mix the key (xorshift-multiply) and return `key % W`. One sender lane from one
-//!    source address and port always lands on the same worker, so packet order within a lane is
-//!    kept, and a neighbour's lanes spread over the workers.
+//! 4. Anything else is data: XOR the lane byte's worker bits (byte 3 of the link header, low
+//!    six bits) into the key's top byte, mix the key (xorshift-multiply) and return
+//!    `(key % W + sub) % W`, `sub` the lane byte's top two bits (the sender's sub-lane,
+//!    [`weft_shared::wire::lane`]). One sender lane from one source address and port always
+//!    lands on the same worker, so packet order within a lane is kept; a neighbour's workers
+//!    spread over the workers, and the sub-lanes of one of them (up to W) land on distinct ones.
 //!
 //! Malformed datagrams therefore go to a data socket, where the worker counts them as drops. A
 //! load beyond the packet ends a classic program with 0 (worker 0's data socket); the program
@@ -48,6 +50,10 @@ use weft_shared::wire::{LINK_HEADER_LEN, PacketType, PriorityClass, WIRE_VERSION
 
 /// Offset of the lane byte in the link header (version, type, flags, lane).
 const LANE_OFFSET: u32 = 3;
+/// The sub-lane's position in the lane byte, and the mask of the worker lane below it
+/// (`weft_shared::wire::lane`).
+const SUB_LANE_SHIFT: u32 = 6;
+const WORKER_LANE_MASK: u32 = (1 << SUB_LANE_SHIFT) - 1;
 /// Offset of the packet-type byte in the link header.
 const TYPE_OFFSET: u32 = 1;
 /// Multiplier of the key mix (a 32-bit odd constant with good avalanche, from a public-domain
@@ -102,6 +108,9 @@ const ALU_RSH: u16 = (libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16;
 const ALU_LSH: u16 = (libc::BPF_ALU | libc::BPF_LSH | libc::BPF_K) as u16;
 const ALU_MUL: u16 = (libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K) as u16;
 const ALU_MOD: u16 = (libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K) as u16;
+const ALU_AND: u16 = (libc::BPF_ALU | libc::BPF_AND | libc::BPF_K) as u16;
+const ALU_ADD_X: u16 = (libc::BPF_ALU | libc::BPF_ADD | libc::BPF_X) as u16;
+const LD_IMM: u16 = (libc::BPF_LD | libc::BPF_IMM) as u16;
 const ALU_XOR_X: u16 = (libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X) as u16;
 const JA: u16 = (libc::BPF_JMP | libc::BPF_JA) as u16;
 const JEQ: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -142,6 +151,8 @@ pub fn program(workers: u32) -> Vec<libc::sock_filter> {
     ops.extend([
         At(Key),
         Stmt(ST, 0), // M[0] = key
+        Stmt(LD_IMM, 0),
+        Stmt(ST, 1), // M[1] = sub-lane, 0 unless the lane byte says otherwise
         // The class, as peek_class finds it.
         Stmt(LD_LEN, 0),
         Jump(JGE, LINK_HEADER_LEN as u32, Header, Data),
@@ -168,9 +179,13 @@ pub fn program(workers: u32) -> Vec<libc::sock_filter> {
     ops.extend([
         At(Lane),
         Stmt(LD_B_ABS, LANE_OFFSET),
+        Stmt(ALU_RSH, SUB_LANE_SHIFT),
+        Stmt(ST, 1), // M[1] = the sub-lane (top two bits)
+        Stmt(LD_B_ABS, LANE_OFFSET),
+        Stmt(ALU_AND, WORKER_LANE_MASK),
         Stmt(ALU_LSH, 24),
         Stmt(LDX_MEM, 0),
-        Stmt(ALU_XOR_X, 0), // A = key ^ lane << 24
+        Stmt(ALU_XOR_X, 0), // A = key ^ worker lane << 24
         Ja(Mix),
         At(Data),
         Stmt(LD_MEM, 0),
@@ -182,6 +197,10 @@ pub fn program(workers: u32) -> Vec<libc::sock_filter> {
         Stmt(TAX, 0),
         Stmt(ALU_RSH, 16),
         Stmt(ALU_XOR_X, 0),
+        Stmt(ALU_MOD, workers),
+        // + sub-lane, mod W again: one sender worker's sub-lanes land on distinct sockets.
+        Stmt(LDX_MEM, 1),
+        Stmt(ALU_ADD_X, 0),
         Stmt(ALU_MOD, workers),
         Stmt(RET_A, 0),
         At(Control),
@@ -424,6 +443,49 @@ mod tests {
         for (i, n) in per_socket.iter().take(workers as usize).enumerate() {
             // 384 datagrams over 3 sockets: about 128 each.
             assert!(*n > 60, "data socket {i} got {n}: {per_socket:?}");
+        }
+    }
+
+    /// The sub-lanes of one sender worker (lane bytes `w | s << 6`, `weft_shared::wire::lane`)
+    /// from one source address and port land on distinct data sockets, for every worker lane.
+    #[test]
+    fn the_sub_lanes_of_one_sender_worker_land_on_distinct_workers() {
+        use weft_shared::wire::lane::{lane_byte, sub_lanes};
+        for workers in [2u32, 3, 4] {
+            let (socks, addr) = group("127.0.0.1", workers).unwrap();
+            let subs = sub_lanes(1, workers as usize);
+            let senders: Vec<UdpSocket> = (0..8)
+                .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let data = PacketType::Data.byte();
+            let mut sent = 0;
+            for (k, s) in senders.iter().enumerate() {
+                for worker in 0..3u8 {
+                    for sub in 0..subs {
+                        let mut p = datagram(WIRE_VERSION, data, lane_byte(worker, sub), 64);
+                        p[4] = k as u8;
+                        s.send_to(&p, addr).unwrap();
+                        sent += 1;
+                    }
+                }
+            }
+            let got = drain(&socks, sent);
+            assert_eq!(got.len(), sent);
+            let mut sockets: BTreeMap<(u8, u8), Vec<usize>> = BTreeMap::new();
+            for (i, p) in &got {
+                assert!(*i < workers as usize, "data reached the control socket");
+                sockets.entry((p[4], p[3] & 63)).or_default().push(*i);
+            }
+            for ((k, w), mut at) in sockets {
+                at.sort_unstable();
+                let n = at.len();
+                at.dedup();
+                assert_eq!(
+                    at.len(),
+                    n,
+                    "{workers} workers: sender {k} worker {w}: two sub-lanes on one socket"
+                );
+            }
         }
     }
 }

@@ -47,9 +47,9 @@ fn main() {
     for payload in [100usize, 1400] {
         // A real sealed data packet of this size, from a LinkSender with the link's key.
         let mut tx = LinkSender::new(a, Incarnation(7), 0);
-        tx.auth_mut().set_keys(link, b, &LinkWindows::new(1), &keys);
+        tx.auth_mut().set_keys(link, b, &LinkWindows::new(1, 1), &keys);
         let mut rx = LinkSender::new(b, Incarnation(9), 0);
-        rx.auth_mut().set_keys(link, a, &LinkWindows::new(1), &keys);
+        rx.auth_mut().set_keys(link, a, &LinkWindows::new(1, 1), &keys);
         let body = vec![0x5au8; payload + 44];
         let mut buf = vec![0u8; 4096];
         let len = tx
@@ -68,7 +68,7 @@ fn main() {
             open_w.push(time_per_op(run, || {
                 pkt.copy_from_slice(&sealed);
                 rx.auth_mut().remove(link);
-                rx.auth_mut().set_keys(link, a, &LinkWindows::new(1), &keys);
+                rx.auth_mut().set_keys(link, a, &LinkWindows::new(1, 1), &keys);
                 let _ = black_box(rx.auth_mut().open(&h, black_box(&mut pkt)));
             }));
             pkt.copy_from_slice(&sealed);
@@ -81,7 +81,7 @@ fn main() {
                     time_per_op(run, || {
                         pkt.copy_from_slice(&sealed);
                         rx.auth_mut().remove(link);
-                        rx.auth_mut().set_keys(link, a, &LinkWindows::new(1), &keys);
+                        rx.auth_mut().set_keys(link, a, &LinkWindows::new(1, 1), &keys);
                         black_box(&mut pkt);
                     })
                 })

@@ -31,6 +31,7 @@
 
 mod control;
 mod fragment;
+pub mod lane;
 mod link;
 mod mask;
 mod overlay;

@@ -96,12 +96,19 @@ struct SlotMeta {
     nseg: u16,
     /// Never coalesced with other packets.
     alone: bool,
+    /// The packet's lane byte (link header offset 3), 0 for a shorter packet: a GSO send
+    /// carries one lane only, since the receiver's steering program picks a worker for the
+    /// whole super-packet from its first datagram (`crate::steer`).
+    lane: u8,
     /// The next slot of the same group, `NONE` at the end.
     next: u32,
     dst: SocketAddr,
 }
 
 const NONE: u32 = u32::MAX;
+
+/// Offset of the lane byte in a link packet (`docs/wire.md`: version, type, flags, lane).
+const LANE_OFFSET: usize = 3;
 
 /// What one `SENDMSG` points at. Lives in a [`Region`] so no Rust reference covers it while the
 /// kernel reads it.
@@ -162,6 +169,7 @@ impl TxQueue {
             sock: 0,
             nseg: 0,
             alone: false,
+            lane: 0,
             next: NONE,
             dst: placeholder,
         };
@@ -299,8 +307,18 @@ impl TxQueue {
     }
 
     fn enqueue(&mut self, slot: u32, sock: usize, dst: SocketAddr, len: usize, alone: bool) {
+        let lane = if len > LANE_OFFSET {
+            // SAFETY: `slot < slots` and `LANE_OFFSET < len <= buf_size` (checked by the
+            // callers' `check`), so the byte lies inside the slot's buffer. The slot is being
+            // filled or reserved by this worker, not pending or in flight, so the kernel is not
+            // reading or writing it.
+            unsafe { self.buf_ptr(slot).add(LANE_OFFSET).read() }
+        } else {
+            0
+        };
         let m = &mut self.meta[slot as usize];
         m.alone = alone;
+        m.lane = lane;
         m.state = SlotState::Pending;
         // Both bounded by `check`: sock < sockets <= u16::MAX + 1 and len <= buf_size <= u32::MAX.
         m.sock = sock as u16;
@@ -373,6 +391,7 @@ impl TxQueue {
                 if m.alone
                     || m.sock != h.sock
                     || m.dst != h.dst
+                    || m.lane != h.lane
                     || m.len == 0
                     || m.len > segment
                     || total + m.len as usize > MAX_UDP_PAYLOAD
@@ -637,6 +656,23 @@ mod tests {
         assert_eq!(q.in_flight(), sizes.len());
     }
 
+    /// Packets of different lanes (byte 3) never share a GSO send: the receiver steers a
+    /// super-packet by its first datagram, so mixing would move a lane's packets to another
+    /// worker and reorder them.
+    #[test]
+    fn packets_of_different_lanes_are_never_coalesced() {
+        let mut q = TxQueue::new(64, 2048, 1, 64, true).unwrap();
+        let packet = |lane: u8| {
+            let mut p = vec![1u8; 100];
+            p[3] = lane;
+            p
+        };
+        for lane in [0, 0, 64, 64, 64, 0, 1, 1] {
+            q.queue(0, addr(1), &packet(lane)).unwrap();
+        }
+        assert_eq!(groups(&mut q), vec![(0, 2), (0, 3), (0, 1), (0, 2)]);
+    }
+
     #[test]
     fn respects_segment_and_byte_limits() {
         let mut q = TxQueue::new(256, 2048, 1, 64, true).unwrap();
@@ -728,7 +764,9 @@ mod tests {
     fn gso_refusal_requeues_singly_and_sticks() {
         let mut q = TxQueue::new(8, 64, 1, 64, true).unwrap();
         for i in 0..3u8 {
-            q.queue(0, addr(1), &[i; 10]).unwrap();
+            // One lane (byte 3), so the three may share a send.
+            q.queue(0, addr(1), &[i, 0, 0, 5, i, i, i, i, i, i])
+                .unwrap();
         }
         let g = q.peek_group().unwrap();
         assert_eq!(g.n, 3);

@@ -31,6 +31,7 @@ mod window;
 use weft_shared::DropReason;
 use weft_shared::config::{LinkKeys, MAX_KEY_EPOCHS};
 use weft_shared::ids::{LinkId, MAX_LINKS, NodeId};
+use weft_shared::wire::lane::lane_slot;
 use weft_shared::wire::{
     KEY_EPOCH_SLOTS, LINK_HEADER_LEN, LinkRepr, NONCE_LEN, PriorityClass, TAG_LEN,
 };
@@ -110,28 +111,45 @@ pub fn send_epoch(held: &[u8], peer_newest: Option<u8>) -> Option<u8> {
     })
 }
 
-/// The replay windows of one authenticated link, `[2 * lane + class]` (class 0 = link-critical
-/// and control, 1 = data), for a peer with some number of lanes. Cloning shares them: the node
-/// makes one per keyed link and hands a clone to every worker's [`AuthTable::set_keys`].
+/// The replay windows of one authenticated link, `[2 * slot + class]` (class 0 = link-critical
+/// and control, 1 = data; `slot` the lane's [`lane_slot`] among the peer's workers and
+/// sub-lanes), for a peer with some number of lanes. Cloning shares them: the node makes one
+/// per keyed link and hands a clone to every worker's [`AuthTable::set_keys`].
 #[derive(Clone, Debug)]
-pub struct LinkWindows(Arc<[ReplayWindow]>);
+pub struct LinkWindows {
+    windows: Arc<[ReplayWindow]>,
+    peer_workers: usize,
+    subs: u8,
+}
 
 impl LinkWindows {
-    /// Empty windows for a peer whose data plane runs `peer_lanes` workers (lanes
-    /// `0..peer_lanes`; 0 is taken as 1).
-    pub fn new(peer_lanes: u8) -> Self {
-        let n = 2 * usize::from(peer_lanes.max(1));
-        LinkWindows((0..n).map(|_| ReplayWindow::new()).collect())
+    /// Empty windows for a peer whose data plane runs `peer_workers` workers, each sending on
+    /// `subs` sub-lanes on this link (`weft_shared::wire::lane::sub_lanes`); 0 is taken as 1.
+    pub fn new(peer_workers: u8, subs: u8) -> Self {
+        let peer_workers = usize::from(peer_workers.max(1));
+        let subs = subs.max(1);
+        let n = 2 * peer_workers * usize::from(subs);
+        LinkWindows {
+            windows: (0..n).map(|_| ReplayWindow::new()).collect(),
+            peer_workers,
+            subs,
+        }
     }
 
-    /// How many lanes the windows cover.
+    /// How many lanes the windows cover (the peer's workers times their sub-lanes).
     pub fn lanes(&self) -> usize {
-        self.0.len() / 2
+        self.windows.len() / 2
     }
 
     /// Whether `self` and `other` are the same windows (clones of one another).
     pub fn same(&self, other: &LinkWindows) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.windows, &other.windows)
+    }
+
+    /// The window of `lane`'s packets of `class` (0 critical and control, 1 data).
+    fn get(&self, lane: u8, class: usize) -> Option<&ReplayWindow> {
+        let slot = lane_slot(lane, self.peer_workers, self.subs)?;
+        self.windows.get(2 * slot + class)
     }
 }
 
@@ -283,14 +301,13 @@ impl AuthTable {
             return Err(DropReason::BadTag);
         }
         let class = usize::from(rx.packet_type.class() == PriorityClass::Data);
-        let window =
-            link.windows
-                .0
-                .get(2 * usize::from(rx.lane) + class)
-                .ok_or(DropReason::BadField {
-                    field: "link.lane",
-                    value: rx.lane.into(),
-                })?;
+        let window = link
+            .windows
+            .get(rx.lane, class)
+            .ok_or(DropReason::BadField {
+                field: "link.lane",
+                value: rx.lane.into(),
+            })?;
         let incarnation = rx.sender_incarnation.0;
         window.check(incarnation, rx.packet_number)?;
         let ciphers = link

@@ -37,7 +37,7 @@ fn sender(me: u16, lane: u8, text: &str) -> LinkSender {
     let mut s = LinkSender::new(node(me), Incarnation(7), lane);
     let peer = if me == A { B } else { A };
     s.auth_mut()
-        .set_keys(link(), node(peer), &LinkWindows::new(2), &keys(text));
+        .set_keys(link(), node(peer), &LinkWindows::new(2, 1), &keys(text));
     s
 }
 
@@ -148,7 +148,7 @@ fn keyed_links_refuse_plaintext_and_plain_links_refuse_auth() {
     lane9.auth_mut().set_keys(
         link(),
         node(B),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("0 {K0}")),
     );
     let mut pkt = control_packet(&mut lane9);
@@ -192,7 +192,7 @@ fn replays_are_refused_and_classes_have_their_own_windows() {
 #[test]
 fn a_replay_steered_to_another_worker_is_caught() {
     let mut a = sender(A, 1, &format!("0 {K0}"));
-    let windows = LinkWindows::new(2);
+    let windows = LinkWindows::new(2, 1);
     let mut worker0 = AuthTable::new(node(B));
     let mut worker1 = AuthTable::new(node(B));
     for t in [&mut worker0, &mut worker1] {
@@ -208,7 +208,7 @@ fn a_replay_steered_to_another_worker_is_caught() {
     worker1.set_keys(
         link(),
         node(A),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("0 {K0}")),
     );
     assert_eq!(
@@ -220,10 +220,85 @@ fn a_replay_steered_to_another_worker_is_caught() {
     lonely.set_keys(
         link(),
         node(A),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("0 {K0}")),
     );
     assert!(open(&mut lonely, &mut pkt.clone()).is_ok());
+}
+
+/// A best-effort sub-lane is its own number space with its own window: packets numbered alike
+/// on sub-lanes 0 and 1 are both accepted, a replay on either is refused, and a sub-lane the
+/// link does not have is a bad lane.
+#[test]
+fn each_sub_lane_has_its_own_window() {
+    let mut a = LinkSender::new(node(A), Incarnation(7), 1);
+    a.auth_mut().set_keys(
+        link(),
+        node(B),
+        &LinkWindows::new(2, 2),
+        &keys(&format!("0 {K0}")),
+    );
+    let mut b = AuthTable::new(node(B));
+    b.set_keys(
+        link(),
+        node(A),
+        &LinkWindows::new(2, 2),
+        &keys(&format!("0 {K0}")),
+    );
+    let packet = |s: &mut LinkSender, sub: u8| {
+        let mut buf = [0u8; 512];
+        let mut data = s
+            .open_data(&mut buf, link(), PathId::new(0).unwrap(), sub, 512)
+            .unwrap();
+        let body = [0u8; 60];
+        let record = crate::forward::DataRecord::Encoded {
+            body: &body,
+            link_seq: 0,
+            flags: weft_shared::wire::RecordFlags::NONE,
+        };
+        assert!(data.append(&mut buf, &record).unwrap());
+        let n = s.close_data(&mut buf, &data).unwrap();
+        buf[..n].to_vec()
+    };
+    let on0 = packet(&mut a, 0);
+    let on1 = packet(&mut a, 1);
+    let (h0, h1) = (
+        LinkRepr::parse(&on0).unwrap().0,
+        LinkRepr::parse(&on1).unwrap().0,
+    );
+    assert_eq!((h0.lane, h1.lane), (1, 1 | 1 << 6));
+    assert_eq!(
+        h0.packet_number & 0xff,
+        h1.packet_number & 0xff,
+        "numbered alike"
+    );
+    for p in [&on1, &on0] {
+        assert!(open(&mut b, &mut p.clone()).is_ok());
+    }
+    for p in [&on0, &on1] {
+        assert_eq!(open(&mut b, &mut p.clone()), Err(DropReason::Replayed));
+    }
+    let mut two = LinkSender::new(node(A), Incarnation(7), 0);
+    two.auth_mut().set_keys(
+        link(),
+        node(B),
+        &LinkWindows::new(2, 2),
+        &keys(&format!("0 {K0}")),
+    );
+    let mut narrow = AuthTable::new(node(B));
+    narrow.set_keys(
+        link(),
+        node(A),
+        &LinkWindows::new(2, 1),
+        &keys(&format!("0 {K0}")),
+    );
+    assert!(matches!(
+        open(&mut narrow, &mut packet(&mut two, 1)),
+        Err(DropReason::BadField {
+            field: "link.lane",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -296,7 +371,7 @@ fn a_forged_newer_incarnation_does_not_reset_the_window() {
     restarted.auth_mut().set_keys(
         link(),
         node(B),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("0 {K0}")),
     );
     assert!(open(b.auth_mut(), &mut control_packet(&mut restarted)).is_ok());
@@ -335,7 +410,7 @@ fn rotation_without_a_gap() {
     a.auth_mut().set_keys(
         link(),
         node(B),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("0 {K0}\n1 {K1}")),
     );
     assert_eq!(a.auth().send_epoch(link()), Some(0));
@@ -345,7 +420,7 @@ fn rotation_without_a_gap() {
     b.auth_mut().set_keys(
         link(),
         node(A),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("0 {K0}\n1 {K1}")),
     );
     assert_eq!(b.auth().send_epoch(link()), Some(1));
@@ -358,13 +433,13 @@ fn rotation_without_a_gap() {
     a.auth_mut().set_keys(
         link(),
         node(B),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("1 {K1}")),
     );
     b.auth_mut().set_keys(
         link(),
         node(A),
-        &LinkWindows::new(2),
+        &LinkWindows::new(2, 1),
         &keys(&format!("1 {K1}")),
     );
     assert_eq!(exchange(&mut a, &mut b), 1);
@@ -500,7 +575,7 @@ fn a_packed_data_packet_is_sealed_once_and_opens_with_every_record() {
     let mut b = sender(B, 0, &format!("0 {K0}"));
     let mut buf = [0u8; 1500];
     let mut open_pkt = a
-        .open_data(&mut buf, link(), PathId::new(0).unwrap(), 1400)
+        .open_data(&mut buf, link(), PathId::new(0).unwrap(), 0, 1400)
         .unwrap();
     for seq in 1..=5u32 {
         let body = [seq as u8; 100];

@@ -14,9 +14,10 @@
 
 use weft_shared::DropReason;
 use weft_shared::ids::{LinkId, PathId};
+use weft_shared::wire::lane::flow_sub_lane;
 use weft_shared::wire::{
-    DataRepr, EmitError, LINK_HEADER_LEN, MAX_DATAGRAM_LEN, PacketType, RecordFlags, RecordKind,
-    RecordWriter,
+    DataRepr, EmitError, LINK_HEADER_LEN, LinkProto, MAX_DATAGRAM_LEN, PacketType, RecordFlags,
+    RecordKind, RecordWriter,
 };
 
 use super::sender::{LinkSender, emit_error_drop};
@@ -49,6 +50,42 @@ impl DataRecord<'_> {
             }
     }
 
+    /// The sub-lane of this worker the record goes on, on a link with `subs` sub-lanes: a
+    /// best-effort record's flow picks one ([`flow_sub_lane`], from the source node and flow
+    /// id, so a flow's records keep their order); anything else (reliable, real-time, a record
+    /// with a link sequence or flags, a body too short to say) goes on sub-lane 0, the lane
+    /// its link protocol's receiver tracks.
+    pub fn sub_lane(&self, subs: u8) -> u8 {
+        if subs <= 1 {
+            return 0;
+        }
+        match *self {
+            DataRecord::Encoded {
+                body,
+                link_seq: 0,
+                flags,
+            } if flags == RecordFlags::NONE => {
+                let field = |at: usize, n: usize| body.get(at..at + n);
+                match (field(2, 1), field(8, 2), field(24, 4)) {
+                    (Some(&[proto]), Some(&[a, b]), Some(&[c, d, e, f]))
+                        if proto == LinkProto::BestEffort as u8 =>
+                    {
+                        flow_sub_lane(
+                            u16::from_be_bytes([a, b]),
+                            u32::from_be_bytes([c, d, e, f]),
+                            subs,
+                        )
+                    }
+                    _ => 0,
+                }
+            }
+            DataRecord::Message(m) if m.overlay.link_proto == LinkProto::BestEffort => {
+                flow_sub_lane(m.overlay.src.get(), m.overlay.flow.0, subs)
+            }
+            _ => 0,
+        }
+    }
+
     fn write(&self, w: &mut RecordWriter<'_>) -> Result<(), EmitError> {
         match *self {
             DataRecord::Encoded {
@@ -67,6 +104,8 @@ impl DataRecord<'_> {
 pub struct OpenData {
     link: LinkId,
     path: PathId,
+    /// The sub-lane the packet was numbered on.
+    sub: u8,
     /// Body bytes written so far (after the link header).
     body_len: usize,
     /// The most body bytes the packet may carry (its size limit less header and tag).
@@ -85,6 +124,11 @@ impl OpenData {
     /// The path the packet goes out on.
     pub fn path(&self) -> PathId {
         self.path
+    }
+
+    /// The sub-lane the packet goes out on.
+    pub fn sub(&self) -> u8 {
+        self.sub
     }
 
     /// Records in the packet.
@@ -119,17 +163,19 @@ impl OpenData {
 }
 
 impl LinkSender {
-    /// Writes the link header of a data packet on `link`, `path` into `buf` and opens it for
-    /// records; the packet will be at most `max_len` bytes, tag included. Consumes a packet
-    /// number, so open a packet only with a record to put in it.
+    /// Writes the link header of a data packet on `link`, `path` and this worker's sub-lane
+    /// `sub` (0 unless the packet carries only best-effort records, [`DataRecord::sub_lane`])
+    /// into `buf` and opens it for records; the packet will be at most `max_len` bytes, tag
+    /// included. Consumes a packet number, so open a packet only with a record to put in it.
     pub fn open_data(
         &mut self,
         buf: &mut [u8],
         link: LinkId,
         path: PathId,
+        sub: u8,
         max_len: usize,
     ) -> Result<OpenData, DropReason> {
-        let header = self.next_header(link, path, PacketType::Data)?;
+        let header = self.next_header_on(link, path, PacketType::Data, sub)?;
         let max_len = max_len.min(buf.len()).min(MAX_DATAGRAM_LEN);
         let trailer = header.trailer_len();
         let body_limit =
@@ -143,6 +189,7 @@ impl LinkSender {
         Ok(OpenData {
             link,
             path,
+            sub,
             body_len: 0,
             body_limit,
             trailer,
@@ -206,7 +253,7 @@ mod tests {
     fn records_pack_until_the_limit_and_come_out_in_order() {
         let mut s = sender();
         let mut buf = [0u8; 1500];
-        let mut open = s.open_data(&mut buf, link(), path(), 200).unwrap();
+        let mut open = s.open_data(&mut buf, link(), path(), 0, 200).unwrap();
         let body = [0xab; 40];
         let mut n = 0u32;
         while open
@@ -240,7 +287,7 @@ mod tests {
     fn an_empty_packet_is_refused_and_a_full_one_is_left_unchanged() {
         let mut s = sender();
         let mut buf = [0u8; 256];
-        let mut open = s.open_data(&mut buf, link(), path(), 100).unwrap();
+        let mut open = s.open_data(&mut buf, link(), path(), 0, 100).unwrap();
         assert!(s.close_data(&mut buf, &open).is_err());
         let big = [1u8; 90];
         let before = open;
@@ -263,8 +310,47 @@ mod tests {
         let mut s = sender();
         let mut buf = [0u8; 64];
         assert!(matches!(
-            s.open_data(&mut buf, link(), path(), 10),
+            s.open_data(&mut buf, link(), path(), 0, 10),
             Err(DropReason::BadLength { .. })
         ));
+    }
+
+    /// Only best-effort records with an overlay header's flow ids pick a sub-lane; sequenced
+    /// records, copies, other link protocols and short bodies stay on sub-lane 0.
+    #[test]
+    fn the_sub_lane_comes_from_a_best_effort_flow_only() {
+        let mut body = vec![0u8; 44];
+        body[8..10].copy_from_slice(&5u16.to_be_bytes());
+        let encoded = |body: &[u8], link_seq, flags| {
+            DataRecord::Encoded {
+                body,
+                link_seq,
+                flags,
+            }
+            .sub_lane(4)
+        };
+        let lanes: std::collections::BTreeSet<u8> = (0..64u32)
+            .map(|flow| {
+                body[24..28].copy_from_slice(&flow.to_be_bytes());
+                let s = encoded(&body, 0, RecordFlags::NONE);
+                assert_eq!(s, weft_shared::wire::lane::flow_sub_lane(5, flow, 4));
+                assert_eq!(encoded(&body, 9, RecordFlags::NONE), 0, "sequenced");
+                assert_eq!(encoded(&body, 0, RecordFlags::RETRANSMIT), 0, "a copy");
+                let single = DataRecord::Encoded {
+                    body: &body,
+                    link_seq: 0,
+                    flags: RecordFlags::NONE,
+                };
+                assert_eq!(single.sub_lane(1), 0, "a link without sub-lanes");
+                s
+            })
+            .collect();
+        assert_eq!(lanes.len(), 4, "64 flows use every sub-lane");
+        body[2] = LinkProto::Realtime as u8;
+        assert!((0..64u32).all(|flow| {
+            body[24..28].copy_from_slice(&flow.to_be_bytes());
+            encoded(&body, 0, RecordFlags::NONE) == 0
+        }));
+        assert_eq!(encoded(&body[..20], 0, RecordFlags::NONE), 0, "too short");
     }
 }

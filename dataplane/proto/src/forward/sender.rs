@@ -1,6 +1,6 @@
 //! Building outgoing link packets into caller-supplied buffers: the link header with this node's
-//! identity, the chosen path, the worker's lane and a packet number per (link, lane), then one
-//! record. On an authenticated link (the sender's [`AuthTable`] has keys for it) every packet
+//! identity, the chosen path, the worker's lane (a sub-lane of it for best-effort data, see
+//! [`weft_shared::wire::lane`]) and a packet number per (link, lane), then one record. On an authenticated link (the sender's [`AuthTable`] has keys for it) every packet
 //! is AUTH with the current send epoch, and is sealed before the write returns, so whatever
 //! queues it (alone or as one segment of a GSO send) queues a finished, sealed datagram.
 
@@ -8,6 +8,7 @@ use weft_shared::DropReason;
 
 use crate::auth::AuthTable;
 use weft_shared::ids::{Incarnation, LinkId, MAX_LINKS, NodeId, PathId};
+use weft_shared::wire::lane::{MAX_SUB_LANES, lane_byte};
 use weft_shared::wire::{
     AckRepr, ControlRepr, DataRepr, EmitError, HelloRepr, KEY_EPOCH_SLOTS, LinkRepr, NackRepr,
     PacketType, PacketWriter, RecordFlags, RecordKind,
@@ -29,14 +30,15 @@ pub fn emit_error_drop(e: EmitError) -> DropReason {
 }
 
 /// Builds one worker's outgoing link packets. Packet numbers are `lane << 56 | counter` with one
-/// counter per link, so they are strictly increasing per (link, direction, lane, incarnation)
-/// as `docs/wire.md` asks; lanes (one per worker) never share a number space.
+/// counter per (link, sub-lane), so they are strictly increasing per (link, direction, lane,
+/// incarnation) as `docs/wire.md` asks; lanes (a worker's sub-lanes) never share a number space.
 #[derive(Clone, Debug)]
 pub struct LinkSender {
     node: NodeId,
     incarnation: Incarnation,
     lane: u8,
-    /// Next counter per link id (fixed size: [`MAX_LINKS`] entries, allocated once).
+    /// Next counter per (link id, sub-lane), at `link * MAX_SUB_LANES + sub` (fixed size:
+    /// [`MAX_LINKS`] · [`MAX_SUB_LANES`] entries, allocated once).
     counters: Box<[u64]>,
     /// Keys and replay windows of the authenticated links.
     auth: AuthTable,
@@ -49,7 +51,8 @@ impl LinkSender {
             node,
             incarnation,
             lane,
-            counters: vec![0; usize::from(MAX_LINKS)].into_boxed_slice(),
+            counters: vec![0; usize::from(MAX_LINKS) * usize::from(MAX_SUB_LANES)]
+                .into_boxed_slice(),
             auth: AuthTable::new(node),
         }
     }
@@ -86,18 +89,38 @@ impl LinkSender {
         self.lane
     }
 
-    /// The header of the next packet on `link`, `path`; consumes a packet number.
+    /// The header of the next packet on `link`, `path`, on this worker's sub-lane 0; consumes a
+    /// packet number.
     pub fn next_header(
         &mut self,
         link: LinkId,
         path: PathId,
         packet_type: PacketType,
     ) -> Result<LinkRepr, DropReason> {
+        self.next_header_on(link, path, packet_type, 0)
+    }
+
+    /// Like [`LinkSender::next_header`] on sub-lane `sub` (below the link's
+    /// [`sub_lanes`](weft_shared::wire::lane::sub_lanes); best-effort data only).
+    pub fn next_header_on(
+        &mut self,
+        link: LinkId,
+        path: PathId,
+        packet_type: PacketType,
+        sub: u8,
+    ) -> Result<LinkRepr, DropReason> {
+        if sub >= MAX_SUB_LANES {
+            return Err(DropReason::BadField {
+                field: "link.sub_lane",
+                value: sub.into(),
+            });
+        }
         let counter = self
             .counters
-            .get_mut(usize::from(link.get()))
+            .get_mut(usize::from(link.get()) * usize::from(MAX_SUB_LANES) + usize::from(sub))
             .ok_or(DropReason::UnknownLink(link.get()))?;
-        let packet_number = LinkRepr::packet_number(self.lane, *counter).ok_or(
+        let lane = lane_byte(self.lane, sub);
+        let packet_number = LinkRepr::packet_number(lane, *counter).ok_or(
             DropReason::Unsupported("packet counter exhausted (restart with a new incarnation)"),
         )?;
         *counter += 1;
@@ -106,7 +129,7 @@ impl LinkSender {
             packet_type,
             auth: epoch.is_some(),
             key_epoch: epoch.map_or(0, |e| e % KEY_EPOCH_SLOTS),
-            lane: self.lane,
+            lane,
             sender: self.node,
             link,
             path,
