@@ -9,18 +9,23 @@
 # scaling. Before each measurement the busy cores outside the benchmark are sampled for 1 s
 # (/proc/stat); a run where that exceeds 0.5 core is marked and left out of the figures.
 #
-# Usage: perf/workers.sh [--count N] [--runs R]
+# --flows K: weft-send opens K flows (default 1); with several, node 1's one worker spreads them
+# over sub-lanes, so a two-worker node 2 (and 3) forward them on both workers.
+#
+# Usage: perf/workers.sh [--count N] [--runs R] [--flows K]
 #   (prints Markdown, also written to perf/results/workers.md, with a plot in
 #   perf/results/workers.svg; raw lines in perf/results/workers.jsonl; WEFT_PERF_OUT=DIR writes
 #   them to DIR instead)
 set -euo pipefail
 count=200000
 runs=3
+nflows=1
 while [ $# -gt 0 ]; do
     case $1 in
         --count) count=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
-        *) echo "usage: $0 [--count N] [--runs R]" >&2; exit 2 ;;
+        --flows) nflows=$2; shift 2 ;;
+        *) echo "usage: $0 [--count N] [--runs R] [--flows K]" >&2; exit 2 ;;
     esac
 done
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,13 +38,14 @@ for r in $(seq "$runs"); do
     for w in 1 2; do
         (
             workers=$w
+            flows=$nflows
             # shellcheck source=perf/line-overlay.sh
             source "$root/perf/line-overlay.sh"
             for size in 100 1396; do
                 for hops in 1 2; do
                     foreign=$(foreign_load)
                     m=$(weft_rate $((hops + 1)) "$size")
-                    echo "{\"run\": $r, \"workers\": $w, \"size\": $size, \"hops\": $hops, \"foreign_cores\": $foreign, \"weft\": $m}" >>"$raw"
+                    echo "{\"run\": $r, \"workers\": $w, \"flows\": $nflows, \"size\": $size, \"hops\": $hops, \"foreign_cores\": $foreign, \"weft\": $m}" >>"$raw"
                 done
             done
         )

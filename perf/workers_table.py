@@ -34,7 +34,8 @@ def main():
     for r in rows:
         by[(r["size"], r["hops"], r["workers"])][r["run"]] = r["weft"]
     foreign = [r["foreign_cores"] for r in rows if "foreign_cores" in r]
-    print(f"{len(runs)} runs; msgs/s median [min–max]; data planes' CPU ns/msg; busy cores outside "
+    flows = sorted({r.get("flows", 1) for r in rows})
+    print(f"{len(runs)} runs; client flows: {', '.join(map(str, flows))}; msgs/s median [min–max]; data planes' CPU ns/msg; busy cores outside "
           f"the benchmark before each measurement: {mm(foreign, '{:.2f}') if foreign else 'not recorded'}; "
           f"runs over {FOREIGN_LIMIT} (marked, left out): {marked or 'none'}"
           f"{' (every run was marked, so all are used)' if marked and kept == runs else ''}")
