@@ -25,7 +25,21 @@
 # generator, sharing core 0 with the sink, offers only about 1.1x). The capacity reported, and
 # the 2x offered, are those of the capped node. Needs root and /sys/fs/cgroup/cpu.
 #
+# --latency [RUNS] (default 3): the latency node 2 adds at 50 % of its capacity. For each size:
+# the flat-out run as above (capacity: the larger of the sink's rate and node 2's forwarded
+# rate, since the two-thread sink records less than node 2 forwards at 100 B), then RUNS times
+# a `weft-rawload --one-thread` run through node 2 paced at half that (label latency-through)
+# and a `--one-thread --direct` run at the same rate straight to the sink's socket
+# (latency-direct), each for --seconds. One thread does the generator, the sink and both
+# hello services in a busy-polling loop (perf/src/raw_load/one_thread.rs), so the two no
+# longer preempt each other on core 0. Prints each run's JSON line (with latency_run and
+# capacity), then per size one summary line (`weft-rawload latency-summary`): for p50, p99 and
+# p99.9, through node 2, direct and added (through minus direct, per run), each as median,
+# min and max over the runs; the delivered/sent ratios; offered/target rate and the loop's
+# pacing lag (whether core 0 kept up).
+#
 # Usage: perf/rawload.sh [--seconds S] [--sizes "100 1396"] [--overload [SECS]] [--cap PCT]
+#   [--latency [RUNS]]
 #   (release build; WEFT_PERF_BUILT=1 skips the build). Everything is bounded in time and runs
 #   on 127.0.0.0/8 only.
 set -euo pipefail
@@ -33,6 +47,7 @@ seconds=2
 sizes="100 1396"
 overload=""
 cap=""
+latency=""
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) seconds=$2; shift 2 ;;
@@ -40,9 +55,19 @@ while [ $# -gt 0 ]; do
         --overload)
             if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+$ ]]; then overload=$2; shift 2; else overload=30; shift; fi ;;
         --cap) cap=$2; shift 2 ;;
-        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT]" >&2; exit 2 ;;
+        --latency)
+            if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+$ ]]; then latency=$2; shift 2; else latency=3; shift; fi ;;
+        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT] [--latency [RUNS]]" >&2; exit 2 ;;
     esac
 done
+if [ -n "$overload" ] && [ -n "$latency" ]; then
+    echo "rawload.sh: --overload and --latency are separate runs; give one" >&2
+    exit 2
+fi
+if [ -n "$latency" ] && [ "$latency" -lt 1 ]; then
+    echo "rawload.sh: --latency takes at least 1 run" >&2
+    exit 2
+fi
 if [ -n "$cap" ] && ! [[ $cap =~ ^[0-9]+$ && $cap -ge 5 && $cap -le 100 ]]; then
     echo "rawload.sh: --cap takes a percentage of one core, 5 to 100 (got '$cap')" >&2
     exit 2
@@ -121,7 +146,8 @@ cpu_of() { # CPU seconds (user + system) of one pid
 }
 counters() { "$bin/weftctl" --config "$cfg" --id 2 --json show counters 2>/dev/null || echo '{}'; }
 
-# rawload LABEL ARGS...: one weft-rawload run with node 2's CPU and counter deltas merged in.
+# rawload LABEL ARGS...: one weft-rawload run with node 2's CPU and counter deltas merged in
+# (and the JSON object in $RAWLOAD_EXTRA, if set, after the label).
 rawload() {
     local label=$1; shift
     local c0 c1 load; c0=$(cpu_of "$node2")
@@ -130,9 +156,9 @@ rawload() {
     "${pin[@]}" "$bin/weft-rawload" --config "$cfg" --count 1000000000 "$@" >"$run/out.json"
     c1=$(cpu_of "$node2")
     counters >"$run/c1.json"
-    python3 - "$label" "$run/out.json" "$c0" "$c1" "$run/c0.json" "$run/c1.json" "$load" <<'PY'
+    python3 - "$label" "$run/out.json" "$c0" "$c1" "$run/c0.json" "$run/c1.json" "$load" "${RAWLOAD_EXTRA:-"{}"}" <<'PY'
 import json, sys
-label, out, c0, c1, k0, k1, load = sys.argv[1:]
+label, out, c0, c1, k0, k1, load, extra = sys.argv[1:]
 r = json.loads(open(out).read().strip().splitlines()[-1])
 def totals(path):
     try:
@@ -148,13 +174,36 @@ def totals(path):
 a, b = totals(k0), totals(k1)
 delta = {k: b[k] - a.get(k, 0) for k in b if isinstance(b[k], (int, float)) and b[k] - a.get(k, 0)}
 cpu = float(c1) - float(c0)
-r = {"run": label, "load1_before": float(load), **r, "node2_cpu_s": round(cpu, 3),
+r = {"run": label, **json.loads(extra), "load1_before": float(load), **r, "node2_cpu_s": round(cpu, 3),
      "node2_cpu_ns_per_msg": round(cpu * 1e9 / r["received"], 1) if r.get("received") else None,
      "node2_forwarded_rate": round(delta.get("forwarded", 0) / r["gen"]["seconds"]) if r["gen"]["seconds"] else None,
      "node2_counters": delta}
 print(json.dumps(r))
 PY
 }
+
+if [ -n "$latency" ]; then
+    for size in $sizes; do
+        flat=$(rawload flat --size "$size" --seconds "$seconds")
+        echo "$flat"
+        echo "$flat" >"$run/latency-$size.jsonl"
+        capacity=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(max(r["rate"], r["node2_forwarded_rate"] or 0)))' "$flat")
+        half=$((capacity / 2))
+        for i in $(seq "$latency"); do
+            for mode in through direct; do
+                extra=()
+                [ "$mode" = direct ] && extra=(--direct)
+                line=$(RAWLOAD_EXTRA="{\"latency_run\": $i, \"capacity\": $capacity}" \
+                    rawload "latency-$mode" --size "$size" --seconds "$seconds" --rate "$half" \
+                    --one-thread "${extra[@]}")
+                echo "$line"
+                echo "$line" >>"$run/latency-$size.jsonl"
+            done
+        done
+        "$bin/weft-rawload" latency-summary "$run/latency-$size.jsonl"
+    done
+    exit 0
+fi
 
 if [ -z "$overload" ]; then
     for size in $sizes; do

@@ -165,29 +165,13 @@ fn send_all(
                 continue;
             }
         }
-        // Build the batch: full packets first, a shorter last one if `due` runs out.
         let sent_ns = monotonic_ns();
-        let (mut packets, mut msgs) = (0usize, 0u64);
-        while packets < per_send && msgs < due {
-            let want = (due - msgs).min(plan.pack as u64) as usize;
-            let header = end
-                .data_header()
-                .map_err(|e| anyhow::anyhow!("data header: {e}"))?;
-            let (len, n) =
-                stream.write_packet(&mut slots[packets], &header, plan.max_len, want, sent_ns)?;
-            lens[packets] = len;
-            packets += 1;
-            msgs += n as u64;
-        }
+        let (packets, msgs) = build_batch(end, stream, &plan, &mut slots, &mut lens, due, sent_ns)?;
         written += msgs;
         let refs: Vec<&[u8]> = (0..packets).map(|i| &slots[i][..lens[i]]).collect();
         loop {
             r.syscalls += 1;
-            let res = if packets == 1 {
-                end.socket().send_to(refs[0], end.remote())
-            } else {
-                sockopt::send_gso(end.socket(), end.remote(), &refs, lens[0])
-            };
+            let res = send_packets(end.socket(), end.remote(), &refs, lens[0]);
             match res {
                 Ok(_) => {
                     r.sent += msgs;
@@ -209,6 +193,50 @@ fn send_all(
     r.seconds = start.elapsed().as_secs_f64();
     r.cpu_s = thread_cpu_seconds() - cpu0;
     Ok(r)
+}
+
+/// Writes up to `due` messages stamped `sent_ns` into `slots` (one link packet each, headers
+/// from `end`): full packets of `plan.pack` first, a shorter last one if `due` runs out, at
+/// most `slots.len()` packets. Returns the packets and messages written; their lengths are in
+/// `lens`.
+pub(super) fn build_batch(
+    end: &mut FakeEnd,
+    stream: &mut DataStream,
+    plan: &GenPlan,
+    slots: &mut [[u8; 2048]],
+    lens: &mut [usize],
+    due: u64,
+    sent_ns: u64,
+) -> anyhow::Result<(usize, u64)> {
+    let per_send = slots.len().min(lens.len());
+    let (mut packets, mut msgs) = (0usize, 0u64);
+    while packets < per_send && msgs < due {
+        let want = (due - msgs).min(plan.pack as u64) as usize;
+        let header = end
+            .data_header()
+            .map_err(|e| anyhow::anyhow!("data header: {e}"))?;
+        let (len, n) =
+            stream.write_packet(&mut slots[packets], &header, plan.max_len, want, sent_ns)?;
+        lens[packets] = len;
+        packets += 1;
+        msgs += n as u64;
+    }
+    Ok((packets, msgs))
+}
+
+/// Sends `packets` (all `segment` bytes but the last) to `to`: one plain send for one packet,
+/// one GSO send for more.
+pub(super) fn send_packets(
+    sock: &std::net::UdpSocket,
+    to: std::net::SocketAddr,
+    packets: &[&[u8]],
+    segment: usize,
+) -> io::Result<usize> {
+    match packets {
+        [] => Ok(0),
+        [one] => sock.send_to(one, to),
+        _ => sockopt::send_gso(sock, to, packets, segment),
+    }
 }
 
 #[cfg(test)]

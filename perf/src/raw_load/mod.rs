@@ -11,18 +11,31 @@
 //! - the **sink** ([`sink`]) binds `to`'s configured address, keeps the link from `via` up,
 //!   and records every forwarded data record with `weft-recv`'s statistics.
 //!
+//! With `--one-thread` ([`one_thread`]) one thread does both in a single busy-polling loop
+//! (send what the pacing says is due, drain the sink's socket, service both ends' hellos), so
+//! the two never preempt each other on one core and the sink's latency is the path's, not the
+//! scheduler's; `--one-thread --direct` sends the same packets straight to the sink's socket,
+//! the baseline whose latency at the same rate is subtracted to get what the node under test
+//! adds. `perf/rawload.sh --latency` runs the pairs, and [`summary`] (`weft-rawload
+//! latency-summary FILE`) summarises them.
+//!
 //! The result is one JSON line with `weft-recv`'s / `udp-baseline sink`'s field names
 //! (`received`, `rate`, `lost`, `loss_pct`, `reordered`, `latency_us`, ...) plus `sent`,
 //! `gbps` (payload) and `link_gbps` (datagrams), the CPU time of the tool and of each thread,
 //! each fake end's hello and link up/down counts, and with `--timeline-ms` the offered and
-//! delivered rates and latency percentiles per interval. Plain links only; the node under test
+//! delivered rates and latency percentiles per interval; `mode` says which of `two-threads`,
+//! `one-thread` and `one-thread-direct` ran, and a one-thread run adds `loop` (its pacing lag,
+//! messages per send, packets per receive, idle turns; see [`one_thread::LoopReport`]), its
+//! one thread's CPU time in `gen_cpu_s` (`sink_cpu_s` is null). Plain links only; the node under test
 //! needs a FIB with a route to `to` (`weft-controld --static-routes`).
 
 pub mod cpu;
 pub mod fake_node;
 pub mod generator;
+pub mod one_thread;
 pub mod packet;
 pub mod sink;
+pub mod summary;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -37,9 +50,10 @@ use weft_shared::wire::LINK_HEADER_LEN;
 
 use crate::udp_baseline::sockopt;
 use fake_node::{EndCounts, FakeEnd};
-use generator::GenPlan;
+use generator::{GenPlan, GenReport};
+use one_thread::LoopPlan;
 use packet::{DataStream, record_len, records_per_packet};
-use sink::SinkPlan;
+use sink::{SinkPlan, SinkReport};
 
 /// Bytes of IPv4 and UDP headers: a link's `mtu` minus these is its largest datagram.
 const IPV4_UDP_HEADERS: usize = 28;
@@ -92,6 +106,32 @@ pub struct Spec {
     /// The sink stops this long after the last data once the generator is done.
     #[arg(long, default_value_t = 500)]
     pub idle_exit_ms: u64,
+    /// Generator, sink and both ends' hellos in one busy-polling loop on one thread
+    /// ([`one_thread`]) instead of two threads.
+    #[arg(long)]
+    pub one_thread: bool,
+    /// With `--one-thread`: send straight to the sink's socket, not through the node under
+    /// test (the baseline to subtract).
+    #[arg(long, requires = "one_thread")]
+    pub direct: bool,
+    /// With `--one-thread`: hold each send until this many full link packets are due.
+    #[arg(long, default_value_t = 1, requires = "one_thread")]
+    pub min_packets: usize,
+    /// With `--one-thread`: how the loop waits when idle (spin: busy-poll; poll: ppoll until
+    /// the next send is due).
+    #[arg(long, value_enum, default_value = "spin", requires = "one_thread")]
+    pub wait: one_thread::Wait,
+}
+
+impl Spec {
+    /// The `mode` field of the report.
+    pub fn mode(&self) -> &'static str {
+        match (self.one_thread, self.direct) {
+            (false, _) => "two-threads",
+            (true, false) => "one-thread",
+            (true, true) => "one-thread-direct",
+        }
+    }
 }
 
 /// What the two threads share.
@@ -197,6 +237,35 @@ pub fn run(spec: &Spec) -> anyhow::Result<Value> {
         limit: Duration::from_secs_f64(spec.seconds.max(0.0) + 20.0),
         interval: (spec.timeline_ms > 0).then(|| Duration::from_millis(spec.timeline_ms)),
     };
+    if spec.one_thread {
+        let lp = LoopPlan {
+            send: plan,
+            sink: sink_plan,
+            direct: spec.direct,
+            min_packets: spec.min_packets,
+            expect_sender: if spec.direct { from } else { via },
+            wait: spec.wait,
+        };
+        let cpu0 = sockopt::cpu_seconds();
+        let (g, s, l) = one_thread::run(gen_end, sink_end, stream, lp)?;
+        let cpu = sockopt::cpu_seconds() - cpu0;
+        let mut v = report(spec, pack, &g, s, cpu)?;
+        // One thread did both: its CPU time is `gen_cpu_s`.
+        v["sink_cpu_s"] = Value::Null;
+        v["loop"] = json!({
+            "wait": l.wait,
+            "direct": l.direct,
+            "min_send_msgs": l.min_send_msgs,
+            "turns": l.turns,
+            "idle_turns": l.idle_turns,
+            "pacing_lag_us": l.pacing_lag_us,
+            "behind_at_end": l.behind_at_end,
+            "msgs_per_send": l.msgs_per_send,
+            "packets_per_receive": l.packets_per_receive,
+            "wrong_sender": l.wrong_sender,
+        });
+        return Ok(v);
+    }
     let shared = Shared::default();
     let cpu0 = sockopt::cpu_seconds();
     let (g, s) = std::thread::scope(|scope| {
@@ -214,10 +283,21 @@ pub fn run(spec: &Spec) -> anyhow::Result<Value> {
     });
     let (g, s) = (g?, s?);
     let cpu = sockopt::cpu_seconds() - cpu0;
+    report(spec, pack, &g, s, cpu)
+}
 
+/// The JSON report of one run (see the module doc).
+fn report(
+    spec: &Spec,
+    pack: usize,
+    g: &GenReport,
+    s: SinkReport,
+    cpu: f64,
+) -> anyhow::Result<Value> {
     let summary = s.stats.summary(s.seconds);
     let mut v = serde_json::to_value(&summary)?;
     let secs = s.seconds.max(1e-9);
+    v["mode"] = json!(spec.mode());
     v["size"] = json!(spec.size);
     v["pack"] = json!(pack);
     v["sent"] = json!(g.sent);

@@ -147,12 +147,30 @@ pub fn read_data_packet(
     counts: &mut DataCounts,
     interval: &mut Histogram<u64>,
 ) -> Result<(), DropReason> {
+    read_data_packet_from(datagram, None, now_ns, stats, counts, interval).map(|_| ())
+}
+
+/// [`read_data_packet`], but with `sender` set only a packet whose link header names that
+/// node as its sender is recorded: `Ok(false)` for one from any other node (nothing recorded).
+/// The one-thread loop uses it to tell node 2's forwarded packets from the generator's own
+/// (`--direct`, where the sink expects the generator's).
+pub fn read_data_packet_from(
+    datagram: &[u8],
+    sender: Option<NodeId>,
+    now_ns: u64,
+    stats: &mut RecvStats,
+    counts: &mut DataCounts,
+    interval: &mut Histogram<u64>,
+) -> Result<bool, DropReason> {
     let packet = Packet::parse(datagram)?;
     if packet.header.packet_type != PacketType::Data {
         return Err(DropReason::BadField {
             field: "link.packet_type",
             value: packet.header.packet_type.byte().into(),
         });
+    }
+    if sender.is_some_and(|s| s != packet.header.sender) {
+        return Ok(false);
     }
     for record in packet.records() {
         if let Message::Data(data) = Message::parse(&record?)? {
@@ -165,7 +183,7 @@ pub fn read_data_packet(
             counts.payload_bytes += data.payload.len() as u64;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -275,5 +293,33 @@ mod tests {
         assert!(read_data_packet(&[1, 0x81, 0], 0, &mut stats, &mut c, &mut h).is_err());
         assert!(read_data_packet(&buf[..len - 1], 0, &mut stats, &mut c, &mut h).is_err());
         assert_eq!(c.records, 2);
+    }
+
+    #[test]
+    fn with_a_sender_given_only_that_nodes_packets_are_recorded() {
+        let mut s = stream(1, 100);
+        let mut buf = [0u8; 2048];
+        // header() names node 1 as the sender.
+        let (len, _) = s
+            .write_packet(&mut buf, &header(1), MTU_1500_UDP_PAYLOAD, 9, 10)
+            .unwrap();
+        let mut stats = RecvStats::new();
+        let mut c = DataCounts::default();
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        let n = |i| NodeId::new(i).unwrap();
+        let from2 = read_data_packet_from(&buf[..len], Some(n(2)), 20, &mut stats, &mut c, &mut h);
+        assert_eq!(from2, Ok(false));
+        assert_eq!((c.records, h.len()), (0, 0));
+        let from1 = read_data_packet_from(&buf[..len], Some(n(1)), 20, &mut stats, &mut c, &mut h);
+        assert_eq!(from1, Ok(true));
+        assert_eq!(c.records, 9);
+        assert_eq!(
+            read_data_packet_from(&buf[..len], None, 20, &mut stats, &mut c, &mut h),
+            Ok(true)
+        );
+        // A bad packet is an error whatever the sender filter.
+        assert!(
+            read_data_packet_from(&buf[..3], Some(n(1)), 0, &mut stats, &mut c, &mut h).is_err()
+        );
     }
 }

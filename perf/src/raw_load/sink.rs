@@ -62,7 +62,7 @@ pub struct SinkReport {
 }
 
 /// The timeline's per-interval state.
-struct Timeline {
+pub(super) struct Timeline {
     every: Duration,
     next: Option<Instant>,
     start_ns: u64,
@@ -73,6 +73,48 @@ struct Timeline {
 }
 
 impl Timeline {
+    /// A timeline of one row per `every`, starting with the generator.
+    pub(super) fn new(every: Duration) -> anyhow::Result<Self> {
+        Ok(Timeline {
+            every,
+            next: None,
+            start_ns: 0,
+            last_sent: 0,
+            last_received: 0,
+            latency: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)?,
+            rows: Vec::new(),
+        })
+    }
+
+    /// The rows so far.
+    pub(super) fn into_rows(self) -> Vec<Value> {
+        self.rows
+    }
+
+    /// Called once per loop turn at `at`: starts the first interval once the generator has
+    /// (`start_ns`, 0 before), and closes an interval that is over with the latencies in
+    /// `interval` (then emptied), `sent` messages offered and `received` recorded so far.
+    pub(super) fn step(
+        &mut self,
+        at: Instant,
+        start_ns: u64,
+        sent: u64,
+        received: u64,
+        interval: &mut Histogram<u64>,
+        end: &FakeEnd,
+    ) {
+        if start_ns != 0 && self.next.is_none() {
+            self.start_ns = start_ns;
+            self.next = Some(at + self.every);
+            interval.reset();
+        }
+        if self.next.is_some_and(|t| at >= t) {
+            std::mem::swap(&mut self.latency, interval);
+            self.row(at, sent, received, end);
+            interval.reset();
+        }
+    }
+
     fn row(&mut self, at: Instant, sent: u64, received: u64, end: &FakeEnd) {
         let dt = self.every.as_secs_f64();
         let t = monotonic_ns().saturating_sub(self.start_ns) as f64 / 1e9;
@@ -120,18 +162,7 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
         end: EndCounts::default(),
         timeline: Vec::new(),
     };
-    let mut tl = match plan.interval {
-        Some(every) => Some(Timeline {
-            every,
-            next: None,
-            start_ns: 0,
-            last_sent: 0,
-            last_received: 0,
-            latency: hist()?,
-            rows: Vec::new(),
-        }),
-        None => None,
-    };
+    let mut tl = plan.interval.map(Timeline::new).transpose()?;
     let mut interval = hist()?;
     let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
     let cpu0 = thread_cpu_seconds();
@@ -175,17 +206,8 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
 
         if let Some(tl) = tl.as_mut() {
             let start_ns = shared.gen_start_ns.load(Ordering::Acquire);
-            if start_ns != 0 && tl.next.is_none() {
-                tl.start_ns = start_ns;
-                tl.next = Some(at + tl.every);
-                interval.reset();
-            }
-            if tl.next.is_some_and(|t| at >= t) {
-                std::mem::swap(&mut tl.latency, &mut interval);
-                let sent = shared.sent.load(Ordering::Acquire);
-                tl.row(at, sent, r.data.records, end);
-                interval.reset();
-            }
+            let sent = shared.sent.load(Ordering::Acquire);
+            tl.step(at, start_ns, sent, r.data.records, &mut interval, end);
         }
 
         if shared.gen_done.load(Ordering::Acquire) {
@@ -200,24 +222,27 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
         }
     }
     if let Some(tl) = tl {
-        r.timeline = tl.rows;
+        r.timeline = tl.into_rows();
     }
     r.seconds = match (first, last) {
         (Some(f), Some(l)) => (l - f).as_secs_f64(),
         _ => 0.0,
     };
     r.cpu_s = thread_cpu_seconds() - cpu0;
-    r.socket_drops = end
-        .socket()
-        .local_addr()
+    r.socket_drops = socket_drops(end.socket());
+    Ok(r)
+}
+
+/// The datagrams the kernel dropped at `sock` so far (see [`SinkReport::socket_drops`]).
+pub(super) fn socket_drops(sock: &std::net::UdpSocket) -> Option<u64> {
+    sock.local_addr()
         .ok()
         .and_then(|a| {
             std::fs::read_to_string("/proc/self/net/udp")
                 .ok()
                 .map(|t| (a, t))
         })
-        .and_then(|(a, t)| udp_drops(&t, a));
-    Ok(r)
+        .and_then(|(a, t)| udp_drops(&t, a))
 }
 
 /// The `drops` column of the IPv4 socket bound to `addr` in a `/proc/net/udp` table.
