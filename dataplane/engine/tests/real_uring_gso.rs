@@ -62,9 +62,10 @@ fn mixed_sizes_and_destinations_split_correctly() {
     let (mut d, _) = driver(&DriverConfig::default(), &SocketOptions::default());
     let (a, b) = (peer(), peer());
     let (da, db): (SocketAddr, SocketAddr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
-    // (destination, size). Expected groups, one SENDMSG each: [a 500 x5 + a 200] (a shorter
-    // last segment joins its run), [a 700 x3], [b 700 x2], [a 100], [a 0] (empty datagrams never
-    // coalesce), [a 300], [b 300], [a 300], [a 1200 x2].
+    // (destination, size). Expected groups, one SENDMSG each, gathered per destination past
+    // the other's packets (each destination's order kept): [a 500 x5 + a 200] (a shorter last
+    // segment joins its run), [a 700 x3 + a 100], [b 700 x2 + b 300], [a 0] (empty datagrams
+    // never coalesce), [a 300 x2], [a 1200 x2] (larger than the run before: a new group).
     let plan: &[(SocketAddr, usize)] = &[
         (da, 500),
         (da, 500),
@@ -85,7 +86,7 @@ fn mixed_sizes_and_destinations_split_correctly() {
         (da, 1200), // larger than the previous run: a new group
         (da, 1200),
     ];
-    let expected_groups = [6, 3, 2, 1, 1, 1, 1, 1, 2];
+    let expected_groups = [6, 4, 3, 1, 2, 2];
     let mut to_a = Vec::new();
     let mut to_b = Vec::new();
     for (i, &(dst, len)) in plan.iter().enumerate() {

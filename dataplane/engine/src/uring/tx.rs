@@ -107,6 +107,10 @@ struct SlotMeta {
 
 const NONE: u32 = u32::MAX;
 
+/// How many pending packets [`TxQueue::peek_group`] looks through for ones that may join the
+/// head's send: two full groups' worth.
+const GATHER_WINDOW: u32 = 128;
+
 /// Offset of the lane byte in a link packet (`docs/wire.md`: version, type, flags, lane).
 const LANE_OFFSET: usize = 3;
 
@@ -338,6 +342,24 @@ impl TxQueue {
         self.pending_len += 1;
     }
 
+    /// Moves the pending entry at FIFO position `from` to position `to` (`to <= from`),
+    /// shifting the entries in between one place back.
+    fn move_pending(&mut self, from: u32, to: u32) {
+        if from == to {
+            return;
+        }
+        let moved = self.pending_at(from);
+        let mut i = from;
+        while i > to {
+            let prev = self.pending_at(i - 1);
+            let idx = ((self.pending_head + i) % self.slots) as usize;
+            self.pending[idx] = prev;
+            i -= 1;
+        }
+        let idx = ((self.pending_head + to) % self.slots) as usize;
+        self.pending[idx] = moved;
+    }
+
     fn pending_at(&self, i: u32) -> u32 {
         self.pending[((self.pending_head + i) % self.slots) as usize]
     }
@@ -375,8 +397,16 @@ impl TxQueue {
         unsafe { std::slice::from_raw_parts_mut(self.buf_ptr(slot), self.buf_size) }
     }
 
-    /// The group at the front of the FIFO, if any.
-    pub(crate) fn peek_group(&self) -> Option<Group> {
+    /// The group at the front of the FIFO, if any: the head and, with GSO, the packets that
+    /// may share its send (same socket, destination and lane; the head's size, a shorter one
+    /// last; within one UDP send), gathered from the next [`GATHER_WINDOW`] pending packets and
+    /// moved up behind the head. Gathering keeps order where it matters: packets that join
+    /// keep their order, the ones they pass keep theirs, nothing passes a packet queued alone
+    /// (hellos, control), and the first packet of the head's kind that cannot join ends the
+    /// group, so no later one of that kind overtakes it. Packets of other lanes or next hops
+    /// in between (a turn's packets interleave sub-lanes and next hops) are passed, which is
+    /// what keeps sends coalesced when a worker's traffic spreads over sub-lanes.
+    pub(crate) fn peek_group(&mut self) -> Option<Group> {
         if self.pending_len == 0 {
             return None;
         }
@@ -386,24 +416,27 @@ impl TxQueue {
         let mut n: u16 = 1;
         let mut total = h.len as usize;
         if self.gso && segment > 0 && !h.alone {
-            while u32::from(n) < self.pending_len && n < self.max_segments {
-                let m = &self.meta[self.pending_at(u32::from(n)) as usize];
-                if m.alone
-                    || m.sock != h.sock
-                    || m.dst != h.dst
-                    || m.lane != h.lane
-                    || m.len == 0
-                    || m.len > segment
-                    || total + m.len as usize > MAX_UDP_PAYLOAD
-                {
+            let window = self.pending_len.min(GATHER_WINDOW);
+            let mut i = 1u32;
+            while i < window && n < self.max_segments {
+                let slot = self.pending_at(i);
+                let m = self.meta[slot as usize];
+                if m.alone {
                     break;
                 }
-                n += 1;
-                total += m.len as usize;
-                if m.len < segment {
-                    // Only the last segment may be shorter.
-                    break;
+                if m.sock == h.sock && m.dst == h.dst && m.lane == h.lane {
+                    if m.len == 0 || m.len > segment || total + m.len as usize > MAX_UDP_PAYLOAD {
+                        break;
+                    }
+                    self.move_pending(i, u32::from(n));
+                    n += 1;
+                    total += m.len as usize;
+                    if m.len < segment {
+                        // Only the last segment may be shorter.
+                        break;
+                    }
                 }
+                i += 1;
             }
         }
         Some(Group {
@@ -670,7 +703,70 @@ mod tests {
         for lane in [0, 0, 64, 64, 64, 0, 1, 1] {
             q.queue(0, addr(1), &packet(lane)).unwrap();
         }
-        assert_eq!(groups(&mut q), vec![(0, 2), (0, 3), (0, 1), (0, 2)]);
+        // Gathered per lane, each lane's packets in their order.
+        let order =
+            |q: &TxQueue| -> Vec<u8> { q.pending_packets().iter().map(|(_, _, p)| p[3]).collect() };
+        let mut sends = Vec::new();
+        while let Some(g) = q.peek_group() {
+            let lanes = order(&q);
+            sends.push(lanes[..usize::from(g.n)].to_vec());
+            let _ = q.prepare(&g);
+            q.commit(&g);
+        }
+        assert_eq!(sends, vec![vec![0, 0, 0], vec![64, 64, 64], vec![1, 1]]);
+    }
+
+    /// Interleaved next hops and lanes are gathered into one send each, in order within each;
+    /// a packet queued alone is never passed, and a packet of the head's kind that cannot join
+    /// (larger) ends the group so nothing of that kind overtakes it.
+    #[test]
+    fn gathering_passes_other_kinds_but_never_a_lone_packet() {
+        let mut q = TxQueue::new(64, 2048, 1, 64, true).unwrap();
+        let packet = |dst: u8, seq: u8, len: usize| {
+            let mut p = vec![0u8; len];
+            p[3] = 0;
+            p[4] = dst;
+            p[5] = seq;
+            p
+        };
+        let what = |q: &TxQueue| -> Vec<(u8, u8)> {
+            q.pending_packets()
+                .iter()
+                .map(|(_, _, p)| (p[4], p[5]))
+                .collect()
+        };
+        for seq in 0..4u8 {
+            for dst in [1u8, 2] {
+                q.queue(0, addr(u16::from(dst)), &packet(dst, seq, 100))
+                    .unwrap();
+            }
+        }
+        // A hello to next hop 1, then more data to it.
+        let hello = q.slot().unwrap();
+        hello.queue_alone(0, addr(1), 100).unwrap();
+        q.queue(0, addr(1), &packet(1, 9, 100)).unwrap();
+        // Next hop 2: a packet, a larger one that cannot join its send, and one that must not
+        // pass that one.
+        q.queue(0, addr(2), &packet(2, 6, 100)).unwrap();
+        q.queue(0, addr(2), &packet(2, 7, 200)).unwrap();
+        q.queue(0, addr(2), &packet(2, 8, 100)).unwrap();
+        let mut sends = Vec::new();
+        while let Some(g) = q.peek_group() {
+            sends.push(what(&q)[..usize::from(g.n)].to_vec());
+            let _ = q.prepare(&g);
+            q.commit(&g);
+        }
+        assert_eq!(
+            sends,
+            vec![
+                vec![(1, 0), (1, 1), (1, 2), (1, 3)],
+                vec![(2, 0), (2, 1), (2, 2), (2, 3)],
+                vec![(0, 0)], // the hello (a zeroed buffer)
+                vec![(1, 9)],
+                vec![(2, 6)],
+                vec![(2, 7), (2, 8)], // a shorter last segment joins a larger head
+            ]
+        );
     }
 
     #[test]
