@@ -212,6 +212,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             features,
             gro,
             packing: node.packing(),
+            busy_poll: node.busy_poll(),
             stop: stop.clone(),
             doorbell: doorbell.clone(),
             role,

@@ -138,6 +138,8 @@ pub struct WorkerSetup {
     pub gro: bool,
     /// Whether data records for one next hop share datagrams ([`crate::packer`]).
     pub packing: bool,
+    /// How long to keep polling without blocking after a turn with work (0: block at once).
+    pub busy_poll: Duration,
     /// Set by the main thread to stop.
     pub stop: Arc<AtomicBool>,
     /// This worker's doorbell.
@@ -235,6 +237,10 @@ struct Worker {
     rel_stats: RelStatsWriter,
     rx: RxBatch,
     gro: bool,
+    /// [`WorkerSetup::busy_poll`].
+    busy_poll: Duration,
+    /// When the last turn with data or a client's request ended its `run_once`.
+    last_work: Instant,
     stop: Arc<AtomicBool>,
     doorbell: Arc<EventFd>,
     role: Role,
@@ -411,6 +417,8 @@ impl Worker {
             data_drops_total: 0,
             control_drops_total: 0,
             socket_drops_due: now,
+            busy_poll: setup.busy_poll,
+            last_work: now,
         };
         Ok((worker, driver))
     }
@@ -418,7 +426,14 @@ impl Worker {
     /// One turn of the loop (module doc).
     fn turn(&mut self, driver: &mut UdpDriver) -> anyhow::Result<()> {
         let before = clock::now();
-        let timeout = self.prepare_sleep(before, driver);
+        let mut timeout = self.prepare_sleep(before, driver);
+        // Busy polling: within `busy_poll` of the last turn with work, look and return at once
+        // instead of blocking, so a burst right behind the last one costs no wake-up.
+        if !self.busy_poll.is_zero()
+            && before.saturating_duration_since(self.last_work) < self.busy_poll
+        {
+            timeout = Duration::ZERO;
+        }
         self.fib.quiesce();
         let rx = &mut self.rx;
         let counters = &self.counters;
@@ -427,7 +442,7 @@ impl Worker {
             Role::Zero(z) => Some(&mut z.readable),
             Role::Other(..) => None,
         };
-        driver.run_once(Some(timeout), |_tx, event| match event {
+        let events = driver.run_once(Some(timeout), |_tx, event| match event {
             Event::Datagram(d) => rx.sort(&d, before, counters),
             Event::Readable { token, .. } | Event::WatchEnded { token, .. } => {
                 if token == TOKEN_DOORBELL {
@@ -439,6 +454,12 @@ impl Worker {
                 }
             }
         })?;
+        // Work is data or a client's request; hellos and send completions alone do not keep an
+        // idle worker polling.
+        let client = matches!(&self.role, Role::Zero(z) if !z.readable.is_empty());
+        if events > 0 && (self.rx.has_data() || client) {
+            self.last_work = clock::now();
+        }
         if rang {
             let _ = self.doorbell.drain();
         }

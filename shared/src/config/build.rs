@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use super::error::{ConfigError, ConfigErrorKind as Kind, FieldPath};
 use super::raw::{RawConfig, RawLink, RawNode, RawOverlay, RawTimers};
 use super::types::{
-    Auth, Interface, IspName, KeyFileRef, Link, LinkPath, MAX_INTERFACES, Node, Overlay, PathEnd,
-    Timers,
+    Auth, Interface, IspName, KeyFileRef, Link, LinkPath, MAX_BUSY_POLL_US, MAX_INTERFACES, Node,
+    Overlay, PathEnd, Timers,
 };
 use super::{Config, SCHEMA_VERSION};
 use crate::ids::{LinkId, MAX_LINKS, MAX_NODE_ID, MAX_PATHS_PER_LINK, NodeId, PathId};
@@ -275,6 +275,13 @@ fn node(raw: &RawNode, index: usize, overlay: &Overlay, seen: &mut Seen) -> Resu
     })?;
 
     let cores = cores(raw.cores.as_deref(), &path.key("cores"))?;
+    let busy_poll_us = ranged(
+        raw.busy_poll_us,
+        0,
+        0..=MAX_BUSY_POLL_US,
+        " us",
+        path.key("busy_poll_us"),
+    )?;
 
     let mut socket = |value: &Option<String>, field: &str, suffix: &str| -> Result<PathBuf> {
         let p = path.key(field);
@@ -357,6 +364,7 @@ fn node(raw: &RawNode, index: usize, overlay: &Overlay, seen: &mut Seen) -> Resu
         ctl_socket,
         shm_name,
         packing: raw.packing.unwrap_or(true),
+        busy_poll_us: busy_poll_us as u32,
         interfaces,
     })
 }

@@ -177,6 +177,20 @@ pub(super) fn hash(config: &Config) -> ConfigHash {
         e.len(unpacked.len());
         unpacked.iter().for_each(|&id| e.u16(id));
     }
+    let polling: Vec<(u16, u32)> = config
+        .nodes
+        .iter()
+        .filter(|n| n.busy_poll_us != 0)
+        .map(|n| (n.id.get(), n.busy_poll_us))
+        .collect();
+    if !polling.is_empty() {
+        e.0.update(b"busy-poll\0");
+        e.len(polling.len());
+        polling.iter().for_each(|&(id, us)| {
+            e.u16(id);
+            e.u32(us);
+        });
+    }
     let digest = e.0.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

@@ -53,8 +53,8 @@ pub use hash::ConfigHash;
 pub use keys::{EpochKey, KeyBytes, KeyFileError, LinkKeys, MAX_KEY_EPOCHS};
 pub use raw::RawConfig;
 pub use types::{
-    Auth, Interface, IspName, Link, LinkEnd, LinkPath, LocalPath, MAX_INTERFACES, MAX_ISP_NAME_LEN,
-    Node, Overlay, PathEnd, Timers,
+    Auth, Interface, IspName, Link, LinkEnd, LinkPath, LocalPath, MAX_BUSY_POLL_US, MAX_INTERFACES,
+    MAX_ISP_NAME_LEN, Node, Overlay, PathEnd, Timers,
 };
 
 /// The config schema version this build reads and writes (`schema = 1`).

@@ -89,6 +89,10 @@ pub struct RawNode {
     /// Whether data records for one next hop share datagrams; absent means `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packing: Option<bool>,
+    /// Microseconds a worker keeps polling after a turn with work before it blocks; absent
+    /// means 0 (block at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_poll_us: Option<i64>,
     /// The `[[node.interface]]` entries, in file order.
     #[serde(default, rename = "interface", skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<RawInterface>,

@@ -16,6 +16,8 @@ use crate::ids::{LinkId, NodeId, PathId};
 pub const MAX_ISP_NAME_LEN: usize = 15;
 /// Most interfaces (ISPs) one node may have.
 pub const MAX_INTERFACES: usize = 8;
+/// The longest `busy_poll_us` a node may set: 1 ms.
+pub const MAX_BUSY_POLL_US: i64 = 1000;
 
 /// The link authentication mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,6 +180,7 @@ pub struct Node {
     pub(super) ctl_socket: PathBuf,
     pub(super) shm_name: String,
     pub(super) packing: bool,
+    pub(super) busy_poll_us: u32,
     pub(super) interfaces: Vec<Interface>,
 }
 
@@ -217,6 +220,13 @@ impl Node {
     /// into shared datagrams (`packing`, default true; docs/dataplane.md "Packing").
     pub fn packing(&self) -> bool {
         self.packing
+    }
+
+    /// How long each data-plane worker keeps polling its ring without blocking after a turn
+    /// that had work (`busy_poll_us`, default 0: block at once; at most
+    /// [`MAX_BUSY_POLL_US`]; docs/dataplane.md "Busy polling").
+    pub fn busy_poll(&self) -> core::time::Duration {
+        core::time::Duration::from_micros(u64::from(self.busy_poll_us))
     }
 
     /// The node's interfaces, sorted by ISP name (1..=[`MAX_INTERFACES`] of them).

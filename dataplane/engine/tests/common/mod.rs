@@ -67,6 +67,8 @@ pub(crate) struct Spec {
     pub(crate) key_files: Vec<(u16, String)>,
     /// Files written into the test directory before the nodes start: (relative path, text).
     pub(crate) files: Vec<(String, String)>,
+    /// Extra `[[node]]` lines per node id (TOML, e.g. `busy_poll_us = 500`).
+    pub(crate) node_lines: Vec<(u16, String)>,
 }
 
 impl Spec {
@@ -86,6 +88,7 @@ impl Spec {
             extra_args: Vec::new(),
             key_files: Vec::new(),
             files: Vec::new(),
+            node_lines: Vec::new(),
         }
     }
 }
@@ -192,6 +195,14 @@ impl Overlay {
             .spawn()
             .unwrap();
         self.children.push((id, child));
+    }
+
+    /// The process id of node `id`'s data plane, if it runs.
+    pub(crate) fn pid(&self, id: u16) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map(|(_, c)| c.id())
     }
 
     /// Node `id`'s session socket.
@@ -399,6 +410,9 @@ fn config_text(name: &str, addrs: &Addrs, dir: &Path, spec: &Spec) -> String {
             dir = dir.display(),
             pid = std::process::id(),
         );
+        for (_, line) in spec.node_lines.iter().filter(|(id, _)| *id == n.id) {
+            let _ = writeln!(s, "{line}");
+        }
         for (isp, label) in ["a", "b"].iter().enumerate() {
             let _ = writeln!(
                 s,

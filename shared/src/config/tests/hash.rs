@@ -222,6 +222,35 @@ fn key_files_resolve_next_to_the_config_and_enter_the_hash_by_name() {
 }
 
 #[test]
+fn busy_poll_defaults_off_is_bounded_and_enters_the_hash_when_set() {
+    let plain = parse(&base()).unwrap();
+    assert!(plain.nodes().iter().all(|n| n.busy_poll().is_zero()));
+    let zero = edit(
+        &base(),
+        "name = \"three\"\n",
+        "name = \"three\"\nbusy_poll_us = 0\n",
+    );
+    assert_eq!(parse(&zero).unwrap().hash(), plain.hash());
+    let set = edit(
+        &base(),
+        "name = \"three\"\n",
+        "name = \"three\"\nbusy_poll_us = 200\n",
+    );
+    let c = parse(&set).unwrap();
+    let three = c.node(crate::ids::NodeId::new(3).unwrap()).unwrap();
+    assert_eq!(three.busy_poll(), core::time::Duration::from_micros(200));
+    assert_ne!(c.hash(), plain.hash());
+    for bad in ["1001", "-1"] {
+        let wrong = edit(
+            &base(),
+            "name = \"three\"\n",
+            &format!("name = \"three\"\nbusy_poll_us = {bad}\n"),
+        );
+        fails(&wrong, &["busy_poll_us", "out of range 0..=1000 us"]);
+    }
+}
+
+#[test]
 fn packing_defaults_on_and_only_turning_it_off_enters_the_hash() {
     let plain = parse(&base()).unwrap();
     assert!(plain.nodes().iter().all(|n| n.packing()));
