@@ -25,10 +25,10 @@
 # generator, sharing core 0 with the sink, offers only about 1.1x). The capacity reported, and
 # the 2x offered, are those of the capped node. Needs root and /sys/fs/cgroup/cpu.
 #
-# --latency [RUNS] (default 3): the latency node 2 adds at 50 % of its capacity. For each size:
+# --latency [RUNS] (default 3): the latency node 2 adds at 50 % (--load-pct) of its capacity. For each size:
 # the flat-out run as above (capacity: the larger of the sink's rate and node 2's forwarded
 # rate, since the two-thread sink records less than node 2 forwards at 100 B), then RUNS times
-# a `weft-rawload --one-thread` run through node 2 paced at half that (label latency-through)
+# a `weft-rawload --one-thread` run through node 2 paced at that share (label latency-through)
 # and a `--one-thread --direct` run at the same rate straight to the sink's socket
 # (latency-direct), each for --seconds. One thread does the generator, the sink and both
 # hello services in a busy-polling loop (perf/src/raw_load/one_thread.rs), so the two no
@@ -38,8 +38,21 @@
 # min and max over the runs; the delivered/sent ratios; offered/target rate and the loop's
 # pacing lag (whether core 0 kept up).
 #
+# --load-pct P (default 50): the latency runs' rate as a percentage of the flat-out capacity.
+# The summary gives node 2's CPU over each run (node2_busy): paced sends carry fewer datagrams
+# per GSO send than flat-out ones, so at a given rate node 2 is busier than the flat-out
+# figure suggests.
+#
+# --isolate: while the script runs, every task that may run on core 1 but is not pinned to it
+# (other processes, and movable kernel threads such as DAMON's kdamond, which here takes 1-4 ms
+# slices of whichever core it is on) is moved to core 0, and put back at the end, so core 1
+# holds node 2 and the per-core kernel threads only (what isolcpus would give a deployment).
+#
+# --busy-poll US: node 2's config sets busy_poll_us = US (its worker keeps polling that long
+# after a turn with data before it blocks; docs/dataplane.md "Busy polling").
+#
 # Usage: perf/rawload.sh [--seconds S] [--sizes "100 1396"] [--overload [SECS]] [--cap PCT]
-#   [--latency [RUNS]]
+#   [--latency [RUNS]] [--load-pct P] [--isolate] [--busy-poll US]
 #   (release build; WEFT_PERF_BUILT=1 skips the build). Everything is bounded in time and runs
 #   on 127.0.0.0/8 only.
 set -euo pipefail
@@ -48,6 +61,9 @@ sizes="100 1396"
 overload=""
 cap=""
 latency=""
+load_pct=50
+isolate=""
+busy_poll=""
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) seconds=$2; shift 2 ;;
@@ -57,11 +73,18 @@ while [ $# -gt 0 ]; do
         --cap) cap=$2; shift 2 ;;
         --latency)
             if [ $# -gt 1 ] && [[ $2 =~ ^[0-9]+$ ]]; then latency=$2; shift 2; else latency=3; shift; fi ;;
-        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT] [--latency [RUNS]]" >&2; exit 2 ;;
+        --load-pct) load_pct=$2; shift 2 ;;
+        --isolate) isolate=1; shift ;;
+        --busy-poll) busy_poll=$2; shift 2 ;;
+        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT] [--latency [RUNS]] [--load-pct P] [--isolate] [--busy-poll US]" >&2; exit 2 ;;
     esac
 done
 if [ -n "$overload" ] && [ -n "$latency" ]; then
     echo "rawload.sh: --overload and --latency are separate runs; give one" >&2
+    exit 2
+fi
+if ! [[ $load_pct =~ ^[0-9]+$ && $load_pct -ge 1 && $load_pct -le 100 ]]; then
+    echo "rawload.sh: --load-pct takes 1 to 100 (got '$load_pct')" >&2
     exit 2
 fi
 if [ -n "$latency" ] && [ "$latency" -lt 1 ]; then
@@ -91,11 +114,49 @@ run=$(mktemp -d /tmp/weft-rawload.XXXXXX)
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$isolate" ] && [ -f "$run/affinity.txt" ] && affinity restore "$run/affinity.txt"
     wait 2>/dev/null || true
     rm -rf "$run"
     [ -n "$cgroup" ] && [ -d "$cgroup" ] && rmdir "$cgroup" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
+
+# affinity isolate FILE EXCEPT_PID: moves every task allowed on cores 0 and 1 (but not those
+# of EXCEPT_PID) to core 0, writing "tid cores" lines to FILE; affinity restore FILE undoes it.
+affinity() {
+    python3 - "$@" <<'PY'
+import os, sys
+what, path = sys.argv[1], sys.argv[2]
+if what == "restore":
+    for line in open(path):
+        tid, cores = line.split()
+        try:
+            os.sched_setaffinity(int(tid), {int(c) for c in cores.split(",")})
+        except OSError:
+            pass  # gone, or not movable after all
+    sys.exit(0)
+keep = set(os.listdir(f"/proc/{sys.argv[3]}/task"))
+moved = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        continue
+    for tid in tids:
+        if tid in keep:
+            continue
+        try:
+            cores = os.sched_getaffinity(int(tid))
+            if 0 in cores and 1 in cores:
+                os.sched_setaffinity(int(tid), {0})
+                moved.append(f"{tid} {','.join(map(str, sorted(cores)))}")
+        except OSError:
+            pass  # per-core kernel threads refuse; gone tasks
+with open(path, "w") as f:
+    f.write("".join(m + "\n" for m in moved))
+print(f"rawload.sh: moved {len(moved)} tasks off core 1 for the run", file=sys.stderr)
+PY
+}
 
 cfg=$run/line.toml
 cat >"$cfg" <<TOML
@@ -111,6 +172,7 @@ cores = [$( [ "$n" = 2 ] && echo 1 || echo 0 )]
 session_socket = "$run/node$n.sock"
 ctl_socket = "$run/node$n.ctl"
 shm_name = "weft-rawload-$$-n$n"
+$( [ "$n" = 2 ] && [ -n "$busy_poll" ] && echo "busy_poll_us = $busy_poll" )
 [[node.interface]]
 isp = "a"
 addr = "127.0.77.$n:$((17100 + n))"
@@ -123,6 +185,7 @@ done
 "$bin/weft-dataplane" --config "$cfg" --id 2 >"$run/node2.log" 2>&1 &
 node2=$!
 pids+=("$node2")
+[ -n "$isolate" ] && affinity isolate "$run/affinity.txt" "$node2"
 if [ -n "$cgroup" ]; then
     mkdir "$cgroup"
     echo 5000 >"$cgroup/cpu.cfs_period_us"
@@ -188,7 +251,7 @@ if [ -n "$latency" ]; then
         echo "$flat"
         echo "$flat" >"$run/latency-$size.jsonl"
         capacity=$(python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(int(max(r["rate"], r["node2_forwarded_rate"] or 0)))' "$flat")
-        half=$((capacity / 2))
+        half=$((capacity * load_pct / 100))
         for i in $(seq "$latency"); do
             for mode in through direct; do
                 extra=()

@@ -74,6 +74,9 @@ pub fn size_summary(size: u64, flat: Option<&Value>, through: &[Value], direct: 
     let offered = |r: &Value| ratio(r, &["offered_rate"], &["target_rate"]);
     let lag = |r: &Value| num(r, &["loop", "pacing_lag_us", "p99"]);
     let behind = |r: &Value| num(r, &["loop", "behind_at_end"]);
+    // Node 2's CPU over the run's length: its load in the traffic shape of the run (paced
+    // sends carry fewer datagrams per GSO send than flat-out ones, so a message costs more).
+    let busy = |r: &Value| ratio(r, &["node2_cpu_s"], &["seconds"]);
     let capacity = flat.and_then(|f| {
         let a = num(f, &["rate"]).unwrap_or(0.0);
         let b = num(f, &["node2_forwarded_rate"]).unwrap_or(0.0);
@@ -87,6 +90,8 @@ pub fn size_summary(size: u64, flat: Option<&Value>, through: &[Value], direct: 
         "runs": pairs.len(),
         "capacity_msgs_s": capacity,
         "rate_msgs_s": of(&th, &|r| num(r, &["target_rate"])),
+        "node2_busy": of(&th, &busy),
+        "node2_cpu_ns_per_msg": of(&th, &|r| num(r, &["node2_cpu_ns_per_msg"])),
         "through_us": through_us,
         "direct_us": direct_us,
         "added_us": added_us,
@@ -146,7 +151,7 @@ mod tests {
     fn run(label: &str, size: u64, p: [f64; 3], sent: u64, received: u64) -> Value {
         json!({
             "run": label, "size": size, "sent": sent, "received": received,
-            "target_rate": 1000.0, "offered_rate": 990.0,
+            "target_rate": 1000.0, "offered_rate": 990.0, "seconds": 2.0, "node2_cpu_s": 1.0,
             "latency_us": {"p50": p[0], "p99": p[1], "p999": p[2]},
             "loop": {"pacing_lag_us": {"p99": 3.0}, "behind_at_end": 0},
         })
@@ -220,6 +225,7 @@ mod tests {
         );
         assert_eq!(s["received_sent"]["through"], json!([2990.0, 3000.0]));
         assert_eq!(s["offered_vs_target"]["direct"]["median"], json!(0.99));
+        assert_eq!(s["node2_busy"]["median"], json!(0.5));
         let t = &out[1];
         assert_eq!(
             (t["runs"].as_u64(), t["capacity_msgs_s"].clone()),
