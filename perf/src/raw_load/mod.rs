@@ -28,12 +28,20 @@
 //! messages per send, packets per receive, idle turns; see [`one_thread::LoopReport`]), its
 //! one thread's CPU time in `gen_cpu_s` (`sink_cpu_s` is null). Plain links only; the node under test
 //! needs a FIB with a route to `to` (`weft-controld --static-routes`).
+//!
+//! Both sinks take each record's latency (`latency_us`, the timeline's, `max_gap_ms`) to the
+//! kernel's receive timestamp of its datagram, not to when the sink read it ([`rx_stamp`]):
+//! `rx_stamp` says which clock it ended on (`kernel`; `kernel+read` or `read` when some or
+//! all receives came without a stamp, `rx_stamp_missing` of them, whose read time was used),
+//! `latency_read_us` has the latency to the read as before, and `rx_clock` the uncertainty
+//! of the realtime-to-monotonic offset and how much it moved during the run.
 
 pub mod cpu;
 pub mod fake_node;
 pub mod generator;
 pub mod one_thread;
 pub mod packet;
+pub mod rx_stamp;
 pub mod sink;
 pub mod summary;
 
@@ -320,6 +328,13 @@ fn report(
     v["cpu_s"] = json!(cpu);
     v["gen_cpu_s"] = json!(g.cpu_s);
     v["sink_cpu_s"] = json!(s.cpu_s);
+    v["rx_stamp"] = json!(s.rx.source.name());
+    v["rx_stamp_missing"] = json!(s.rx.missing);
+    v["latency_read_us"] = json!(s.rx.latency_read_us);
+    v["rx_clock"] = json!({
+        "offset_gap_ns": s.rx.offset_gap_ns,
+        "offset_change_ns": s.rx.offset_change_ns,
+    });
     v["gen"] = json!({
         "packets": g.packets,
         "syscalls": g.syscalls,

@@ -8,7 +8,10 @@
 //!    them, stamped just before the send;
 //! 2. drains the sink's socket without blocking (`UDP_GRO` receives, at most [`DRAIN_MAX`] a
 //!    turn) and records every data record with `weft-recv`'s statistics, answering node 2's
-//!    hellos found among them;
+//!    hellos found among them; a record's latency ends on the kernel's receive timestamp of
+//!    its datagram ([`super::rx_stamp`]), so time the packet then waited in the socket for
+//!    the loop (a send in progress, a preemption) is not counted; the latency to the read
+//!    is kept beside it (`latency_read_us`);
 //! 3. every millisecond, reads the source end's socket (node 2's hellos) and sends both ends'
 //!    due hellos;
 //! 4. when it neither sent nor received, by default (`--wait spin`) it turns again at once:
@@ -50,6 +53,7 @@ use super::cpu::thread_cpu_seconds;
 use super::fake_node::{FakeEnd, now};
 use super::generator::{GenPlan, GenReport, build_batch, send_packets};
 use super::packet::{DataCounts, DataStream, read_data_packet_from};
+use super::rx_stamp::{CmsgBuf, RxClock, recv_stamped};
 use super::sink::{SinkPlan, SinkReport, Timeline, socket_drops};
 use crate::udp_baseline::sockopt::{self, MAX_BATCH, MAX_UDP_PAYLOAD};
 
@@ -238,6 +242,8 @@ struct SinkSide {
     last: Option<Instant>,
     wrong_sender: u64,
     expect: NodeId,
+    clock: RxClock,
+    ctrl: CmsgBuf,
 }
 
 impl SinkSide {
@@ -245,27 +251,31 @@ impl SinkSide {
     fn drain(&mut self, end: &mut FakeEnd) -> usize {
         let mut got = 0;
         while got < DRAIN_MAX {
-            let Ok((n, segment)) = sockopt::recv_gro(end.socket(), &mut self.buf) else {
+            let Ok(rcv) = recv_stamped(end.socket(), &mut self.buf, &mut self.ctrl) else {
                 break;
             };
-            let now_ns = monotonic_ns();
+            let read_ns = monotonic_ns();
             let at = Instant::now();
             got += 1;
             self.r.receives += 1;
+            // The latency ends on the kernel's receive stamp (one per GRO buffer), not on
+            // this read: see `rx_stamp`.
+            let rx_ns = self.clock.arrival_ns(rcv.rx_realtime_ns, read_ns);
             let mut data_seen = false;
-            let Some(received) = self.buf.get(..n) else {
+            let Some(received) = self.buf.get(..rcv.len) else {
                 break;
             };
-            for seg in received.chunks(segment.max(1)) {
+            for seg in received.chunks(rcv.segment.max(1)) {
                 match peek_class(seg) {
                     Ok(PriorityClass::Data) => {
                         let res = read_data_packet_from(
                             seg,
                             Some(self.expect),
-                            now_ns,
+                            rx_ns,
                             &mut self.r.stats,
                             &mut self.r.data,
                             &mut self.interval,
+                            Some((read_ns, &mut self.clock.read_latency)),
                         );
                         match res {
                             Ok(true) => {
@@ -327,6 +337,7 @@ pub fn run(
     sink_end.socket().set_nonblocking(true)?;
     sockopt::set_buffers(sink_end.socket(), 8 << 20)?;
     sockopt::enable_gro(sink_end.socket())?;
+    let clock = RxClock::on(sink_end.socket())?;
     let to: SocketAddr = if plan.direct {
         sink_end.socket().local_addr()?
     } else {
@@ -347,6 +358,7 @@ pub fn run(
             cpu_s: 0.0,
             end: Default::default(),
             timeline: Vec::new(),
+            rx: Default::default(),
         },
         interval: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)?,
         buf: vec![0u8; MAX_UDP_PAYLOAD],
@@ -354,6 +366,8 @@ pub fn run(
         last: None,
         wrong_sender: 0,
         expect: plan.expect_sender,
+        clock,
+        ctrl: CmsgBuf::default(),
     };
 
     // Both links up, then three hundred ms more so the node under test has seen the echoes.
@@ -383,6 +397,7 @@ pub fn run(
     sink.r.data = DataCounts::default();
     (sink.r.packets, sink.r.packet_bytes, sink.r.receives) = (0, 0, 0);
     (sink.first, sink.last) = (None, None);
+    sink.clock.reset();
 
     let gen_plan = plan.send;
     let pacer = Pacer::new(gen_plan.rate, gen_plan.count);
@@ -529,6 +544,7 @@ pub fn run(
     s.cpu_s = cpu;
     s.socket_drops = socket_drops(sink_end.socket());
     s.end = sink_end.counts();
+    s.rx = sink.clock.report();
     if let Some(tl) = tl {
         s.timeline = tl.into_rows();
     }

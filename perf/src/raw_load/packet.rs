@@ -147,13 +147,17 @@ pub fn read_data_packet(
     counts: &mut DataCounts,
     interval: &mut Histogram<u64>,
 ) -> Result<(), DropReason> {
-    read_data_packet_from(datagram, None, now_ns, stats, counts, interval).map(|_| ())
+    read_data_packet_from(datagram, None, now_ns, stats, counts, interval, None).map(|_| ())
 }
 
 /// [`read_data_packet`], but with `sender` set only a packet whose link header names that
 /// node as its sender is recorded: `Ok(false)` for one from any other node (nothing recorded).
 /// The one-thread loop uses it to tell node 2's forwarded packets from the generator's own
 /// (`--direct`, where the sink expects the generator's).
+///
+/// `now_ns` is the time the latency ends on (the sink's kernel receive stamp, see
+/// [`super::rx_stamp`]); with `read` given, each probe's latency to `read.0` (when the sink's
+/// loop read the packet) also goes to `read.1`.
 pub fn read_data_packet_from(
     datagram: &[u8],
     sender: Option<NodeId>,
@@ -161,6 +165,7 @@ pub fn read_data_packet_from(
     stats: &mut RecvStats,
     counts: &mut DataCounts,
     interval: &mut Histogram<u64>,
+    mut read: Option<(u64, &mut Histogram<u64>)>,
 ) -> Result<bool, DropReason> {
     let packet = Packet::parse(datagram)?;
     if packet.header.packet_type != PacketType::Data {
@@ -178,6 +183,9 @@ pub fn read_data_packet_from(
             stats.record(o.src, o.src_port, data.payload, o.age_us, now_ns);
             if let Some(p) = ProbeHeader::read(data.payload) {
                 interval.saturating_record(now_ns.saturating_sub(p.sent_ns).max(1));
+                if let Some((read_ns, h)) = read.as_mut() {
+                    h.saturating_record(read_ns.saturating_sub(p.sent_ns).max(1));
+                }
             }
             counts.records += 1;
             counts.payload_bytes += data.payload.len() as u64;
@@ -307,19 +315,50 @@ mod tests {
         let mut c = DataCounts::default();
         let mut h = Histogram::<u64>::new(3).unwrap();
         let n = |i| NodeId::new(i).unwrap();
-        let from2 = read_data_packet_from(&buf[..len], Some(n(2)), 20, &mut stats, &mut c, &mut h);
+        let from2 = read_data_packet_from(
+            &buf[..len],
+            Some(n(2)),
+            20,
+            &mut stats,
+            &mut c,
+            &mut h,
+            None,
+        );
         assert_eq!(from2, Ok(false));
         assert_eq!((c.records, h.len()), (0, 0));
-        let from1 = read_data_packet_from(&buf[..len], Some(n(1)), 20, &mut stats, &mut c, &mut h);
+        let from1 = read_data_packet_from(
+            &buf[..len],
+            Some(n(1)),
+            20,
+            &mut stats,
+            &mut c,
+            &mut h,
+            None,
+        );
         assert_eq!(from1, Ok(true));
         assert_eq!(c.records, 9);
         assert_eq!(
-            read_data_packet_from(&buf[..len], None, 20, &mut stats, &mut c, &mut h),
+            read_data_packet_from(&buf[..len], None, 20, &mut stats, &mut c, &mut h, None),
             Ok(true)
         );
+        // With a read time, each probe's latency to it goes to a second histogram too.
+        let mut read = Histogram::<u64>::new(3).unwrap();
+        let mut h2 = Histogram::<u64>::new(3).unwrap();
+        let res = read_data_packet_from(
+            &buf[..len],
+            None,
+            25,
+            &mut stats,
+            &mut c,
+            &mut h2,
+            Some((90, &mut read)),
+        );
+        assert_eq!(res, Ok(true));
+        assert_eq!((h2.len(), h2.max(), read.len(), read.max()), (9, 15, 9, 80));
         // A bad packet is an error whatever the sender filter.
         assert!(
-            read_data_packet_from(&buf[..3], Some(n(1)), 0, &mut stats, &mut c, &mut h).is_err()
+            read_data_packet_from(&buf[..3], Some(n(1)), 0, &mut stats, &mut c, &mut h, None)
+                .is_err()
         );
     }
 }

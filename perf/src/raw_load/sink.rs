@@ -17,7 +17,8 @@ use weft_shared::wire::{PriorityClass, peek_class};
 use super::Shared;
 use super::cpu::thread_cpu_seconds;
 use super::fake_node::{EndCounts, FakeEnd, now};
-use super::packet::{DataCounts, read_data_packet};
+use super::packet::{DataCounts, read_data_packet_from};
+use super::rx_stamp::{CmsgBuf, RxClock, RxStampReport, recv_stamped};
 use crate::udp_baseline::sockopt::{self, MAX_UDP_PAYLOAD};
 
 /// How long the sink runs.
@@ -59,6 +60,8 @@ pub struct SinkReport {
     pub end: EndCounts,
     /// One entry per timeline interval.
     pub timeline: Vec<Value>,
+    /// Which clock the latencies end on, and the loop-read latency beside them.
+    pub rx: RxStampReport,
 }
 
 /// The timeline's per-interval state.
@@ -147,6 +150,8 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
     sock.set_read_timeout(Some(Duration::from_millis(2)))?;
     sockopt::set_buffers(sock, 8 << 20)?;
     sockopt::enable_gro(sock)?;
+    let mut clock = RxClock::on(sock)?;
+    let mut ctrl = CmsgBuf::default();
     let hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3);
     let mut r = SinkReport {
         stats: RecvStats::new(),
@@ -161,6 +166,7 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
         cpu_s: 0.0,
         end: EndCounts::default(),
         timeline: Vec::new(),
+        rx: RxStampReport::default(),
     };
     let mut tl = plan.interval.map(Timeline::new).transpose()?;
     let mut interval = hist()?;
@@ -170,20 +176,29 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
     let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
     let mut done_at: Option<Instant> = None;
     loop {
-        let got = sockopt::recv_gro(end.socket(), &mut buf);
-        let now_ns = monotonic_ns();
+        let got = recv_stamped(end.socket(), &mut buf, &mut ctrl);
+        let read_ns = monotonic_ns();
         let at = Instant::now();
-        if let Ok((n, segment)) = got {
+        if let Ok(got) = got {
             r.receives += 1;
+            let rx_ns = clock.arrival_ns(got.rx_realtime_ns, read_ns);
             let mut data_seen = false;
-            for seg in buf[..n].chunks(segment.max(1)) {
+            let received = buf.get(..got.len).unwrap_or(&[]);
+            for seg in received.chunks(got.segment.max(1)) {
                 match peek_class(seg) {
                     Ok(PriorityClass::Data) => {
                         data_seen = true;
                         r.packets += 1;
                         r.packet_bytes += seg.len() as u64;
-                        let res =
-                            read_data_packet(seg, now_ns, &mut r.stats, &mut r.data, &mut interval);
+                        let res = read_data_packet_from(
+                            seg,
+                            None,
+                            rx_ns,
+                            &mut r.stats,
+                            &mut r.data,
+                            &mut interval,
+                            Some((read_ns, &mut clock.read_latency)),
+                        );
                         if let Err(e) = res {
                             r.bad_packets += 1;
                             r.first_error.get_or_insert_with(|| e.to_string());
@@ -230,6 +245,7 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
     };
     r.cpu_s = thread_cpu_seconds() - cpu0;
     r.socket_drops = socket_drops(end.socket());
+    r.rx = clock.report();
     Ok(r)
 }
 

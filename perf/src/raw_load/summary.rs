@@ -3,7 +3,10 @@
 //! `--one-thread --direct` run at the same rate), one JSON line per size with, for p50, p99
 //! and p99.9 of the one-way latency: through the node, direct, and added (through minus direct,
 //! each pair differenced on its own, each percentile on its own), each as median, min and max
-//! over the pairs; and the delivered/sent ratios, the offered/target rates and the loops'
+//! over the pairs (from `latency_us`, which ends on the sink's kernel receive stamp; the same
+//! from `latency_read_us`, which ends on the loop's read, as `through_read_us`,
+//! `direct_read_us` and `added_read_us`, and which clock the runs used, `rx_stamp`); and the
+//! delivered/sent ratios, the offered/target rates and the loops'
 //! pacing lag, the same way.
 //!
 //! `weft-rawload latency-summary FILE` prints it; the runs are told apart by their `run` field
@@ -57,19 +60,34 @@ pub fn size_summary(size: u64, flat: Option<&Value>, through: &[Value], direct: 
     };
     let th: Vec<&Value> = pairs.iter().map(|p| p.0).collect();
     let di: Vec<&Value> = pairs.iter().map(|p| p.1).collect();
-    let mut through_us = json!({});
-    let mut direct_us = json!({});
-    let mut added_us = json!({});
-    for (name, field) in PERCENTILES {
-        let lat = |r: &Value| num(r, &["latency_us", field]);
-        through_us[name] = of(&th, &lat);
-        direct_us[name] = of(&di, &lat);
-        let added: Vec<f64> = pairs
-            .iter()
-            .filter_map(|(t, d)| Some(lat(t)? - lat(d)?))
-            .collect();
-        added_us[name] = spread(&added);
-    }
+    // The kernel-stamped latency (`latency_us`), and beside it the latency to the loop's
+    // read (`latency_read_us`), which counts the time a packet waited for the loop.
+    let percentiles = |hist: &str| {
+        let (mut through, mut direct, mut added) = (json!({}), json!({}), json!({}));
+        for (name, field) in PERCENTILES {
+            let lat = |r: &Value| num(r, &[hist, field]);
+            through[name] = of(&th, &lat);
+            direct[name] = of(&di, &lat);
+            let diff: Vec<f64> = pairs
+                .iter()
+                .filter_map(|(t, d)| Some(lat(t)? - lat(d)?))
+                .collect();
+            added[name] = spread(&diff);
+        }
+        (through, direct, added)
+    };
+    let (through_us, direct_us, added_us) = percentiles("latency_us");
+    let (through_read_us, direct_read_us, added_read_us) = percentiles("latency_read_us");
+    let stamps = |runs: &[&Value]| -> Vec<Value> {
+        let mut v: Vec<Value> = Vec::new();
+        for r in runs {
+            let s = r.get("rx_stamp").cloned().unwrap_or(json!("read"));
+            if !v.contains(&s) {
+                v.push(s);
+            }
+        }
+        v
+    };
     let delivered = |r: &Value| ratio(r, &["received"], &["sent"]);
     let offered = |r: &Value| ratio(r, &["offered_rate"], &["target_rate"]);
     let lag = |r: &Value| num(r, &["loop", "pacing_lag_us", "p99"]);
@@ -95,6 +113,14 @@ pub fn size_summary(size: u64, flat: Option<&Value>, through: &[Value], direct: 
         "through_us": through_us,
         "direct_us": direct_us,
         "added_us": added_us,
+        "rx_stamp": {"through": stamps(&th), "direct": stamps(&di)},
+        "rx_stamp_missing": {
+            "through": total(&th, "rx_stamp_missing"),
+            "direct": total(&di, "rx_stamp_missing"),
+        },
+        "through_read_us": through_read_us,
+        "direct_read_us": direct_read_us,
+        "added_read_us": added_read_us,
         "delivered_ratio": {"through": of(&th, &delivered), "direct": of(&di, &delivered)},
         "received_sent": {
             "through": [total(&th, "received"), total(&th, "sent")],
@@ -153,6 +179,8 @@ mod tests {
             "run": label, "size": size, "sent": sent, "received": received,
             "target_rate": 1000.0, "offered_rate": 990.0, "seconds": 2.0, "node2_cpu_s": 1.0,
             "latency_us": {"p50": p[0], "p99": p[1], "p999": p[2]},
+            "latency_read_us": {"p50": p[0] + 1.0, "p99": p[1] * 2.0, "p999": p[2] * 3.0},
+            "rx_stamp": "kernel", "rx_stamp_missing": 1,
             "loop": {"pacing_lag_us": {"p99": 3.0}, "behind_at_end": 0},
         })
     }
@@ -224,6 +252,14 @@ mod tests {
             json!({"median": 1.0, "min": 0.99, "max": 1.0})
         );
         assert_eq!(s["received_sent"]["through"], json!([2990.0, 3000.0]));
+        // The read latency beside it: p99 per pair 80, 110, 20.
+        assert_eq!(
+            s["added_read_us"]["p99"],
+            json!({"median": 80.0, "min": 20.0, "max": 110.0})
+        );
+        assert_eq!(s["through_read_us"]["p50"]["median"], json!(33.0));
+        assert_eq!(s["rx_stamp"]["direct"], json!(["kernel"]));
+        assert_eq!(s["rx_stamp_missing"]["through"], json!(3.0));
         assert_eq!(s["offered_vs_target"]["direct"]["median"], json!(0.99));
         assert_eq!(s["node2_busy"]["median"], json!(0.5));
         let t = &out[1];
