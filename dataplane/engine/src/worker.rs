@@ -76,7 +76,7 @@ use crate::output::{
     Out, RoleOut, count_in, send_on_link, send_realtime_output, send_reliable_output,
 };
 use crate::packer::{PackTx, Packer};
-use crate::rx::{RxBatch, RxTotals};
+use crate::rx::{Budget, RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
     DriverConfig, Event, Features, MAX_UDP_PAYLOAD, SeparateRing, UdpDriver, socket_drops,
@@ -112,6 +112,15 @@ pub const CONTROL_RX_BUFFERS: u32 = 16;
 const RING_BURST: usize = 256;
 /// Link statistics are written at least this often.
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
+/// Data packets a worker handles per turn at most. What it forwards in a turn leaves at the end
+/// of the turn, so a turn over a large backlog (64 GRO buffers can hold thousands of packets)
+/// would hold its first packet for milliseconds; with the budget the backlog is worked off in
+/// turns of about 64 packets, each sending what it forwarded, while the rest stays held in its
+/// receive buffers. Hellos and control are handled whole every turn, before data.
+const DATA_BUDGET: usize = 64;
+/// And it stops handing data to the pipeline this long after the turn began (checked every
+/// 8 packets), so a turn of small packed records is as short as one of full-size ones.
+const DATA_TIME_BUDGET: Duration = Duration::from_micros(30);
 /// Longest sleep of a worker with no timer (it is woken by its doorbell anyway).
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -428,9 +437,11 @@ impl Worker {
         let before = clock::now();
         let mut timeout = self.prepare_sleep(before, driver);
         // Busy polling: within `busy_poll` of the last turn with work, look and return at once
-        // instead of blocking, so a burst right behind the last one costs no wake-up.
-        if !self.busy_poll.is_zero()
-            && before.saturating_duration_since(self.last_work) < self.busy_poll
+        // instead of blocking, so a burst right behind the last one costs no wake-up. Data left
+        // over from the last turn's budget never waits either.
+        if self.rx.has_data()
+            || (!self.busy_poll.is_zero()
+                && before.saturating_duration_since(self.last_work) < self.busy_poll)
         {
             timeout = Duration::ZERO;
         }
@@ -799,8 +810,15 @@ impl Worker {
             return;
         }
         let view = self.fib.enter();
-        self.rx
-            .handle_data(driver, &mut self.scratch, |driver, rx_at, packet| {
+        let budget = Budget {
+            packets: DATA_BUDGET,
+            until: Some(now.saturating_add(DATA_TIME_BUDGET)),
+        };
+        self.rx.handle_data(
+            driver,
+            &mut self.scratch,
+            budget,
+            |driver, rx_at, packet| {
                 let role = match &mut self.role {
                     Role::Other(p, _) => RoleOut::Other { handoff: p },
                     Role::Zero(z) => RoleOut::Zero {
@@ -833,7 +851,8 @@ impl Worker {
                     &mut out,
                 );
                 count_in(&self.links, self.index, rx.as_ref(), n);
-            });
+            },
+        );
     }
 
     fn worker0_turn(&mut self, now: Instant, driver: &mut UdpDriver) {
