@@ -48,11 +48,16 @@
 # slices of whichever core it is on) is moved to core 0, and put back at the end, so core 1
 # holds node 2 and the per-core kernel threads only (what isolcpus would give a deployment).
 #
+# --max-lag-us US (default 100): in the latency runs, when the loop falls more than US behind
+# its pacing (preempted on core 0), it skips the overdue messages instead of sending them in
+# one catch-up burst, which would queue at node 2 and count as its latency; the summary gives
+# the share skipped (0 never skips).
+#
 # --busy-poll US: node 2's config sets busy_poll_us = US (its worker keeps polling that long
 # after a turn with data before it blocks; docs/dataplane.md "Busy polling").
 #
 # Usage: perf/rawload.sh [--seconds S] [--sizes "100 1396"] [--overload [SECS]] [--cap PCT]
-#   [--latency [RUNS]] [--load-pct P] [--isolate] [--busy-poll US]
+#   [--latency [RUNS]] [--load-pct P] [--isolate] [--busy-poll US] [--max-lag-us US]
 #   (release build; WEFT_PERF_BUILT=1 skips the build). Everything is bounded in time and runs
 #   on 127.0.0.0/8 only.
 set -euo pipefail
@@ -64,6 +69,7 @@ latency=""
 load_pct=50
 isolate=""
 busy_poll=""
+max_lag=100
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) seconds=$2; shift 2 ;;
@@ -76,7 +82,8 @@ while [ $# -gt 0 ]; do
         --load-pct) load_pct=$2; shift 2 ;;
         --isolate) isolate=1; shift ;;
         --busy-poll) busy_poll=$2; shift 2 ;;
-        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT] [--latency [RUNS]] [--load-pct P] [--isolate] [--busy-poll US]" >&2; exit 2 ;;
+        --max-lag-us) max_lag=$2; shift 2 ;;
+        *) echo "usage: $0 [--seconds S] [--sizes LIST] [--overload [SECS]] [--cap PCT] [--latency [RUNS]] [--load-pct P] [--isolate] [--busy-poll US] [--max-lag-us US]" >&2; exit 2 ;;
     esac
 done
 if [ -n "$overload" ] && [ -n "$latency" ]; then
@@ -258,7 +265,7 @@ if [ -n "$latency" ]; then
                 [ "$mode" = direct ] && extra=(--direct)
                 line=$(RAWLOAD_EXTRA="{\"latency_run\": $i, \"capacity\": $capacity}" \
                     rawload "latency-$mode" --size "$size" --seconds "$seconds" --rate "$half" \
-                    --one-thread "${extra[@]}")
+                    --one-thread --max-lag-us "$max_lag" "${extra[@]}")
                 echo "$line"
                 echo "$line" >>"$run/latency-$size.jsonl"
             done

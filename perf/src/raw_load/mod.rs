@@ -129,6 +129,10 @@ pub struct Spec {
     /// the next send is due).
     #[arg(long, value_enum, default_value = "spin", requires = "one_thread")]
     pub wait: one_thread::Wait,
+    /// With `--one-thread`: skip the messages more than this many µs overdue instead of
+    /// sending them in one catch-up burst after a stall of the loop (0: always catch up).
+    #[arg(long, default_value_t = 0, requires = "one_thread")]
+    pub max_lag_us: u64,
 }
 
 impl Spec {
@@ -253,6 +257,7 @@ pub fn run(spec: &Spec) -> anyhow::Result<Value> {
             min_packets: spec.min_packets,
             expect_sender: if spec.direct { from } else { via },
             wait: spec.wait,
+            max_lag_us: spec.max_lag_us,
         };
         let cpu0 = sockopt::cpu_seconds();
         let (g, s, l) = one_thread::run(gen_end, sink_end, stream, lp)?;
@@ -268,6 +273,9 @@ pub fn run(spec: &Spec) -> anyhow::Result<Value> {
             "idle_turns": l.idle_turns,
             "pacing_lag_us": l.pacing_lag_us,
             "behind_at_end": l.behind_at_end,
+            "max_lag_us": spec.max_lag_us,
+            "skipped": l.skipped,
+            "skips": l.skips,
             "msgs_per_send": l.msgs_per_send,
             "packets_per_receive": l.packets_per_receive,
             "wrong_sender": l.wrong_sender,

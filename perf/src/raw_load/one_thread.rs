@@ -122,6 +122,16 @@ impl Pacer {
         }
     }
 
+    /// How many messages from `written` on are more than `max_lag_ns` overdue at
+    /// `elapsed_ns` (message `k` is overdue by `elapsed_ns - due_at_ns(k)`): those a loop that
+    /// fell behind skips. 0 flat out.
+    pub fn overdue(&self, elapsed_ns: u64, written: u64, max_lag_ns: u64) -> u64 {
+        if self.rate <= 0.0 || elapsed_ns <= max_lag_ns {
+            return 0;
+        }
+        self.due_by(elapsed_ns - max_lag_ns).saturating_sub(written)
+    }
+
     /// How late a send of message `k` onwards is `elapsed_ns` after the start, in ns.
     pub fn lag_ns(&self, elapsed_ns: u64, k: u64) -> u64 {
         elapsed_ns.saturating_sub(self.due_at_ns(k))
@@ -205,6 +215,10 @@ pub struct LoopPlan {
     pub expect_sender: NodeId,
     /// How the loop waits.
     pub wait: Wait,
+    /// When the loop falls more than this many µs behind its pacing (it was preempted), the
+    /// messages due before that are skipped instead of sent in one catch-up burst, which would
+    /// queue at the node under test and show as its latency (0: always catch up).
+    pub max_lag_us: u64,
 }
 
 /// What only the one-thread loop measures.
@@ -225,6 +239,10 @@ pub struct LoopReport {
     pub pacing_lag_us: Percentiles,
     /// Messages the pacing had made due by the end that were never sent.
     pub behind_at_end: u64,
+    /// Messages skipped because the loop fell more than `max_lag_us` behind.
+    pub skipped: u64,
+    /// How many times that happened.
+    pub skips: u64,
     /// Messages per send (mean).
     pub msgs_per_send: f64,
     /// Link packets per receive (mean; GRO).
@@ -438,6 +456,14 @@ pub fn run(
                 done_at = Some(Instant::now());
             } else {
                 lr.turns += 1;
+                if plan.max_lag_us > 0 {
+                    let skip = pacer.overdue(elapsed, written, plan.max_lag_us * 1000);
+                    if skip > 0 {
+                        written += skip;
+                        lr.skipped += skip;
+                        lr.skips += 1;
+                    }
+                }
                 let n = pacer.to_send(elapsed, written, max_msgs, min_msgs);
                 if n > 0 {
                     busy = true;
@@ -615,5 +641,21 @@ mod tests {
         assert_eq!(p.lag_ns(9_000, 0), 8_000);
         assert_eq!(p.lag_ns(9_000, 8), 0);
         assert_eq!(p.lag_ns(9_000, 20), 0);
+    }
+
+    #[test]
+    fn only_messages_overdue_past_the_limit_are_skipped() {
+        // 1 M msgs/s: message k is due at (k + 1) us.
+        let p = Pacer::new(1e6, 1_000_000);
+        // 50 us in, nothing sent: messages due by 50 - 20 = 30 us are more than 20 us late.
+        assert_eq!(p.overdue(50_000, 0, 20_000), 30);
+        // Those already sent are not counted again.
+        assert_eq!(p.overdue(50_000, 30, 20_000), 0);
+        assert_eq!(p.overdue(50_000, 40, 20_000), 0);
+        // On time or within the limit: nothing.
+        assert_eq!(p.overdue(10_000, 0, 20_000), 0);
+        // Flat out never skips.
+        assert_eq!(Pacer::new(0.0, 10).overdue(1_000_000, 0, 1), 0);
+        assert_eq!(Pacer::new(f64::NAN, 10).overdue(1_000_000, 0, 1), 0);
     }
 }

@@ -92,6 +92,7 @@ pub fn size_summary(size: u64, flat: Option<&Value>, through: &[Value], direct: 
     let offered = |r: &Value| ratio(r, &["offered_rate"], &["target_rate"]);
     let lag = |r: &Value| num(r, &["loop", "pacing_lag_us", "p99"]);
     let behind = |r: &Value| num(r, &["loop", "behind_at_end"]);
+    let skipped = |r: &Value| Some(num(r, &["loop", "skipped"])? / num(r, &["sent"])?.max(1.0));
     // Node 2's CPU over the run's length: its load in the traffic shape of the run (paced
     // sends carry fewer datagrams per GSO send than flat-out ones, so a message costs more).
     let busy = |r: &Value| ratio(r, &["node2_cpu_s"], &["seconds"]);
@@ -129,6 +130,7 @@ pub fn size_summary(size: u64, flat: Option<&Value>, through: &[Value], direct: 
         "offered_vs_target": {"through": of(&th, &offered), "direct": of(&di, &offered)},
         "pacing_lag_p99_us": {"through": of(&th, &lag), "direct": of(&di, &lag)},
         "behind_at_end": {"through": of(&th, &behind), "direct": of(&di, &behind)},
+        "skipped_vs_sent": {"through": of(&th, &skipped), "direct": of(&di, &skipped)},
     })
 }
 
@@ -181,7 +183,7 @@ mod tests {
             "latency_us": {"p50": p[0], "p99": p[1], "p999": p[2]},
             "latency_read_us": {"p50": p[0] + 1.0, "p99": p[1] * 2.0, "p999": p[2] * 3.0},
             "rx_stamp": "kernel", "rx_stamp_missing": 1,
-            "loop": {"pacing_lag_us": {"p99": 3.0}, "behind_at_end": 0},
+            "loop": {"pacing_lag_us": {"p99": 3.0}, "behind_at_end": 0, "skipped": 10},
         })
     }
 
@@ -262,6 +264,7 @@ mod tests {
         assert_eq!(s["rx_stamp_missing"]["through"], json!(3.0));
         assert_eq!(s["offered_vs_target"]["direct"]["median"], json!(0.99));
         assert_eq!(s["node2_busy"]["median"], json!(0.5));
+        assert_eq!(s["skipped_vs_sent"]["through"]["median"], json!(0.01));
         let t = &out[1];
         assert_eq!(
             (t["runs"].as_u64(), t["capacity_msgs_s"].clone()),
