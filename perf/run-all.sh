@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole benchmark matrix of issue 9 in one command: builds release once, then runs
-# perf/forwarding.sh, perf/services.sh, perf/latency.sh, perf/workers.sh, perf/rawload.sh (flat
-# out and paced, then 30 s of overload) and perf/pack-delay.sh in sequence (each on
+# perf/forwarding.sh, perf/services.sh, perf/latency.sh, perf/workers.sh (1 and 8 flows),
+# perf/rawload.sh (flat out and paced, the latency node 2 adds at 50 % load, then 30 s of 2x
+# overload with node 2 CPU-capped) and perf/pack-delay.sh in sequence (each on
 # the same binaries: WEFT_PERF_BUILT=1), and writes summary.md beside their tables, plots and
 # raw lines: every table with the command that produced it and its start and end time, links
 # to the plots, the commit, and the machine's load at the start.
@@ -50,8 +51,10 @@ if [ "$quick" = 1 ]; then
         "services|perf/services.sh --count 20000 --runs 1"
         "latency|perf/latency.sh --runs 1 --seconds 1 --overload-seconds 2 --count 20000"
         "workers|perf/workers.sh --count 20000 --runs 1"
+        "workers-flows|perf/workers.sh --count 20000 --runs 1 --flows 8"
         "rawload|perf/rawload.sh --seconds 1 --sizes 100"
-        "rawload-overload|perf/rawload.sh --seconds 1 --overload 2"
+        "rawload-latency|perf/rawload.sh --seconds 1 --sizes 100 --latency 1 --busy-poll 200"
+        "rawload-overload|perf/rawload.sh --seconds 1 --overload 2 --cap 35"
         "pack-delay|perf/pack-delay.sh --runs 1 --seconds 1 --rates 20000 --delays 0,500"
     )
     limit=600
@@ -61,8 +64,10 @@ else
         "services|perf/services.sh --count 200000 --runs 3"
         "latency|perf/latency.sh --runs 3 --seconds 5 --overload-seconds 30"
         "workers|perf/workers.sh --count 200000 --runs 3"
+        "workers-flows|perf/workers.sh --count 200000 --runs 3 --flows 8"
         "rawload|perf/rawload.sh --seconds 3"
-        "rawload-overload|perf/rawload.sh --seconds 3 --overload 30"
+        "rawload-latency|perf/rawload.sh --seconds 3 --latency 5 --busy-poll 200 --isolate"
+        "rawload-overload|perf/rawload.sh --seconds 3 --overload 30 --cap 35"
         "pack-delay|perf/pack-delay.sh --runs 3 --seconds 3"
     )
     limit=3600
@@ -111,7 +116,9 @@ titles = {"forwarding": "Forwarding beside the kernel-UDP forwarder chain",
           "latency": "Latency at 50 % load and 2x overload",
           "workers": "One and two workers per node",
           "rawload": "One data plane alone, raw overlay packets (weft-rawload)",
-          "rawload-overload": "One data plane alone under overload (weft-rawload)",
+          "rawload-overload": "One data plane alone under 2x overload, CPU-capped to 35 % of a core (weft-rawload)",
+          "rawload-latency": "Latency one data plane adds at 50 % load (weft-rawload --one-thread)",
+          "workers-flows": "One and two workers per node, 8 client flows (sub-lanes)",
           "pack-delay": "Pack delay of a paced best-effort flow"}
 lines = [f"# Weft benchmark summary{' (quick smoke check: not figures)' if quick == '1' else ''}", "",
          f"Command: `{invocation}`, started {started}; commit {commit}"
@@ -129,6 +136,23 @@ for row in open(status):
     log = os.path.join(out, f"{name}.log")
     if rc == "0" and os.path.exists(md):
         lines += [open(md).read().rstrip(), ""]
+    elif rc == "0" and name == "rawload-latency" and os.path.exists(log):
+        import json
+        lines += ["Latency node 2 adds (one-thread load loop, kernel receive stamps), µs, median [min–max] over runs:", "",
+                  "| size | rate msgs/s | through p50 / p99 / p99.9 | direct p50 / p99 / p99.9 | **added p50 / p99 / p99.9** | skipped |",
+                  "|---|---|---|---|---|---|"]
+        def mm(x):
+            return f"{x['median']:.1f} [{x['min']:.1f}–{x['max']:.1f}]" if isinstance(x, dict) else "-"
+        for l in open(log):
+            if not l.startswith("{"):
+                continue
+            d = json.loads(l)
+            if not d.get("latency_summary"):
+                continue
+            trio = lambda k: " / ".join(mm(d[k].get(p)) for p in ("p50", "p99", "p99.9"))
+            lines.append(f"| {d['size']} | {d['rate_msgs_s']['median']:.0f} | {trio('through_us')} | {trio('direct_us')} | "
+                         f"{trio('added_us')} | {mm(d.get('skipped_vs_sent', {}).get('through'))} |")
+        lines.append("")
     elif rc == "0" and name.startswith("rawload") and os.path.exists(log):
         # weft-rawload prints JSON lines only: the key figures of each.
         import json

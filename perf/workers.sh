@@ -9,8 +9,9 @@
 # scaling. Before each measurement the busy cores outside the benchmark are sampled for 1 s
 # (/proc/stat); a run where that exceeds 0.5 core is marked and left out of the figures.
 #
-# --flows K: weft-send opens K flows (default 1); with several, node 1's one worker spreads them
-# over sub-lanes, so a two-worker node 2 (and 3) forward them on both workers.
+# --flows K: weft-send opens K flows (default 1); with several, node 1's workers spread them
+# over sub-lanes, so a two-worker node 2 (and 3) forward them on both workers. The outputs are
+# then named workers-flows.* instead of workers.*.
 #
 # Usage: perf/workers.sh [--count N] [--runs R] [--flows K]
 #   (prints Markdown, also written to perf/results/workers.md, with a plot in
@@ -32,7 +33,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=${WEFT_PERF_OUT:-$root/perf/results}
 mkdir -p "$out"
-raw=$out/workers.jsonl
+# Outputs: workers.{jsonl,md,svg}, or workers-flows.* with more than one flow.
+base=workers
+[ "$nflows" -gt 1 ] && base=workers-flows
+raw=$out/$base.jsonl
 : >"$raw"
 for r in $(seq "$runs"); do
     for w in 1 2; do
@@ -51,4 +55,4 @@ for r in $(seq "$runs"); do
         )
     done
 done
-python3 "$root/perf/workers_table.py" "$raw" "$out/workers.svg" | tee "$out/workers.md"
+python3 "$root/perf/workers_table.py" "$raw" "$out/$base.svg" | tee "$out/$base.md"
