@@ -143,6 +143,8 @@ for row in open(status):
                   "|---|---|---|---|---|---|"]
         def mm(x):
             return f"{x['median']:.1f} [{x['min']:.1f}–{x['max']:.1f}]" if isinstance(x, dict) else "-"
+        def pct(x):
+            return f"{100 * x['median']:.2f} % [{100 * x['min']:.2f}–{100 * x['max']:.2f}]" if isinstance(x, dict) else "-"
         for l in open(log):
             if not l.startswith("{"):
                 continue
@@ -151,7 +153,7 @@ for row in open(status):
                 continue
             trio = lambda k: " / ".join(mm(d[k].get(p)) for p in ("p50", "p99", "p99.9"))
             lines.append(f"| {d['size']} | {d['rate_msgs_s']['median']:.0f} | {trio('through_us')} | {trio('direct_us')} | "
-                         f"{trio('added_us')} | {mm(d.get('skipped_vs_sent', {}).get('through'))} |")
+                         f"{trio('added_us')} | {pct(d.get('skipped_vs_sent', {}).get('through'))} |")
         lines.append("")
     elif rc == "0" and name.startswith("rawload") and os.path.exists(log):
         # weft-rawload prints JSON lines only: the key figures of each.
