@@ -111,6 +111,13 @@ impl RxBatch {
         self.held.iter().any(|h| h.critical)
     }
 
+    /// True if the batch holds more than half of the buffers it may hold: a worker then hands
+    /// all its data over this turn, so the buffers go back and its other data sockets, which
+    /// share the ring, keep finding some.
+    pub(crate) fn holds_most(&self) -> bool {
+        self.held.len() * 2 > self.held.capacity()
+    }
+
     /// True if a held buffer has a data segment not yet handed over.
     pub(crate) fn has_data(&self) -> bool {
         self.held.iter().any(|h| h.data_at.is_some())

@@ -116,7 +116,9 @@ const STATS_INTERVAL: Duration = Duration::from_millis(100);
 /// of the turn, so a turn over a large backlog (64 GRO buffers can hold thousands of packets)
 /// would hold its first packet for milliseconds; with the budget the backlog is worked off in
 /// turns of about 64 packets, each sending what it forwarded, while the rest stays held in its
-/// receive buffers. Hellos and control are handled whole every turn, before data.
+/// receive buffers, unless more than half of them are held (`RxBatch::holds_most`): then
+/// the whole backlog goes at once, so the worker's other sockets never run out of buffers.
+/// Hellos and control are handled whole every turn, before data.
 const DATA_BUDGET: usize = 64;
 /// And it stops handing data to the pipeline this long after the turn began (checked every
 /// 8 packets), so a turn of small packed records is as short as one of full-size ones.
@@ -810,9 +812,18 @@ impl Worker {
             return;
         }
         let view = self.fib.enter();
-        let budget = Budget {
-            packets: DATA_BUDGET,
-            until: Some(now.saturating_add(DATA_TIME_BUDGET)),
+        // Holding more than half the receive buffers across turns would starve the worker's
+        // other data sockets (they share the ring): then the whole backlog goes this turn.
+        let budget = if self.rx.holds_most() {
+            Budget {
+                packets: usize::MAX,
+                until: None,
+            }
+        } else {
+            Budget {
+                packets: DATA_BUDGET,
+                until: Some(now.saturating_add(DATA_TIME_BUDGET)),
+            }
         };
         self.rx.handle_data(
             driver,
