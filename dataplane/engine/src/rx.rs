@@ -28,7 +28,6 @@ use weft_shared::shm::{Counter, WorkerCounters};
 use weft_shared::time::Instant;
 use weft_shared::wire::{PriorityClass, peek_class};
 
-use crate::clock;
 use crate::uring::{BufId, Datagram, Segments, UdpDriver};
 
 /// True for hellos, feedback and control: everything that goes ahead of data.
@@ -61,29 +60,6 @@ pub(crate) struct RxTotals {
     pub(crate) super_packets: u64,
 }
 
-/// How much data one [`RxBatch::handle_data`] call may hand over.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Budget {
-    /// Segments at most.
-    pub(crate) packets: usize,
-    /// No segment after this time (checked every [`CLOCK_EVERY`] segments).
-    pub(crate) until: Option<Instant>,
-}
-
-impl Budget {
-    /// At most `packets` segments, with no time limit.
-    #[cfg(test)]
-    pub(crate) fn packets(packets: usize) -> Self {
-        Budget {
-            packets,
-            until: None,
-        }
-    }
-}
-
-/// How often (in segments) [`RxBatch::handle_data`] reads the clock for its time budget.
-const CLOCK_EVERY: usize = 8;
-
 /// The buffers a worker holds.
 #[derive(Debug)]
 pub(crate) struct RxBatch {
@@ -109,13 +85,6 @@ impl RxBatch {
     /// True if a held buffer has a hello or control segment not yet handed over.
     pub(crate) fn has_critical(&self) -> bool {
         self.held.iter().any(|h| h.critical)
-    }
-
-    /// True if the batch holds more than half of the buffers it may hold: a worker then hands
-    /// all its data over this turn, so the buffers go back and its other data sockets, which
-    /// share the ring, keep finding some.
-    pub(crate) fn holds_most(&self) -> bool {
-        self.held.len() * 2 > self.held.capacity()
     }
 
     /// True if a held buffer has a data segment not yet handed over.
@@ -179,27 +148,18 @@ impl RxBatch {
         }
     }
 
-    /// Calls `handle` with the data segments not yet handed over, oldest first, each copied
-    /// into `scratch`, with the start of the turn that received it: at most `budget.packets`
-    /// of them, and none after `budget.until` (looked at every [`CLOCK_EVERY`] segments).
-    /// Returns how many it handed over; the rest stay held, in order, for the next call.
+    /// Calls `handle` with every data segment not yet handed over, oldest first, each copied
+    /// into `scratch`, with the start of the turn that received it. Returns how many it handed
+    /// over.
     pub(crate) fn handle_data(
         &mut self,
         driver: &mut UdpDriver,
         scratch: &mut [u8],
-        budget: Budget,
         mut handle: impl FnMut(&mut UdpDriver, Instant, &mut [u8]),
     ) -> usize {
         let mut done = 0;
         for h in &mut self.held {
             while let Some(offset) = h.data_at {
-                if done == budget.packets
-                    || (done % CLOCK_EVERY == 0
-                        && done > 0
-                        && budget.until.is_some_and(|t| clock::now() >= t))
-                {
-                    return done;
-                }
                 match next_segment(driver, h, offset, false, scratch) {
                     Some((n, next)) => {
                         h.data_at = Some(next);
@@ -377,56 +337,22 @@ mod tests {
         );
         assert!(!batch.has_critical());
 
-        // Then every data packet, in order, skipping the control, hello and bad segments: a
-        // time budget already past stops at the first clock check, then 92 more within a
-        // budget of packets (buffers stay held, the rest waits), then the other 70.
+        // Then every data packet, in order, skipping the control, hello and bad segments.
         let mut got = Vec::new();
-        let past = Budget {
-            packets: 100,
-            until: Some(Instant::from_nanos(1)),
-        };
-        let n = batch.handle_data(&mut driver, &mut scratch, past, |_, _, p| {
-            got.push(id_of(p))
+        let n = batch.handle_data(&mut driver, &mut scratch, |_, rx_at, p| {
+            assert_eq!((rx_at, p[1], p.len()), (at, PacketType::Data as u8, 64));
+            got.push(id_of(p));
         });
-        assert_eq!(n, CLOCK_EVERY);
-        let n = batch.handle_data(
-            &mut driver,
-            &mut scratch,
-            Budget::packets(92),
-            |_, rx_at, p| {
-                assert_eq!((rx_at, p[1], p.len()), (at, PacketType::Data as u8, 64));
-                got.push(id_of(p));
-            },
-        );
-        assert_eq!(n, 92);
-        assert!(batch.has_data());
-        batch.release_done(&mut driver);
-        // The first buffer's data fits in the budget: it goes back; the other two stay held.
-        assert_eq!(driver.buffers_held(), 2, "unfinished buffers stay held");
-        let n = batch.handle_data(
-            &mut driver,
-            &mut scratch,
-            Budget::packets(100),
-            |_, rx_at, p| {
-                assert_eq!((rx_at, p[1], p.len()), (at, PacketType::Data as u8, 64));
-                got.push(id_of(p));
-            },
-        );
-        assert_eq!(n, 70);
+        assert_eq!(n, 170);
         assert!(!batch.has_data());
-        assert_eq!(driver.buffers_held(), 2, "held until released");
+        assert_eq!(driver.buffers_held(), 3, "held until released");
         batch.release_done(&mut driver);
         assert_eq!(driver.buffers_held(), 0);
         assert_eq!(got, (0..170).collect::<Vec<u32>>());
         // Nothing is handed over twice.
         batch.handle_critical(&mut driver, &mut scratch, |_, _| panic!("critical again"));
         assert_eq!(
-            batch.handle_data(
-                &mut driver,
-                &mut scratch,
-                Budget::packets(100),
-                |_, _, _| {}
-            ),
+            batch.handle_data(&mut driver, &mut scratch, |_, _, _| {}),
             0
         );
     }

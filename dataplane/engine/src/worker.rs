@@ -76,7 +76,7 @@ use crate::output::{
     Out, RoleOut, count_in, send_on_link, send_realtime_output, send_reliable_output,
 };
 use crate::packer::{PackTx, Packer};
-use crate::rx::{Budget, RxBatch, RxTotals};
+use crate::rx::{RxBatch, RxTotals};
 use crate::session_glue::{LocalQueue, Originate, SessionGlue};
 use crate::uring::{
     DriverConfig, Event, Features, MAX_UDP_PAYLOAD, SeparateRing, UdpDriver, socket_drops,
@@ -112,17 +112,17 @@ pub const CONTROL_RX_BUFFERS: u32 = 16;
 const RING_BURST: usize = 256;
 /// Link statistics are written at least this often.
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
-/// Data packets a worker handles per turn at most. What it forwards in a turn leaves at the end
-/// of the turn, so a turn over a large backlog (64 GRO buffers can hold thousands of packets)
-/// would hold its first packet for milliseconds; with the budget the backlog is worked off in
-/// turns of about 64 packets, each sending what it forwarded, while the rest stays held in its
-/// receive buffers, unless more than half of them are held (`RxBatch::holds_most`): then
-/// the whole backlog goes at once, so the worker's other sockets never run out of buffers.
-/// Hellos and control are handled whole every turn, before data.
-const DATA_BUDGET: usize = 64;
-/// And it stops handing data to the pipeline this long after the turn began (checked every
-/// 8 packets), so a turn of small packed records is as short as one of full-size ones.
-const DATA_TIME_BUDGET: Duration = Duration::from_micros(30);
+/// A worker sends what it forwarded so far at least every this many data packets of a turn
+/// (flushing its packer and submitting its tx queue without waiting), and whenever
+/// [`SEND_EVERY_TIME`] has passed since the last such send (looked at every
+/// [`SEND_CHECK_EVERY`] packets). Otherwise what a turn forwards would leave only at its end,
+/// and a turn over a backlog (64 GRO buffers hold thousands of packets) would hold its first
+/// packet for milliseconds.
+const SEND_EVERY_PACKETS: usize = 64;
+/// See [`SEND_EVERY_PACKETS`].
+const SEND_EVERY_TIME: Duration = Duration::from_micros(25);
+/// See [`SEND_EVERY_PACKETS`].
+const SEND_CHECK_EVERY: usize = 8;
 /// Longest sleep of a worker with no timer (it is woken by its doorbell anyway).
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -439,11 +439,9 @@ impl Worker {
         let before = clock::now();
         let mut timeout = self.prepare_sleep(before, driver);
         // Busy polling: within `busy_poll` of the last turn with work, look and return at once
-        // instead of blocking, so a burst right behind the last one costs no wake-up. Data left
-        // over from the last turn's budget never waits either.
-        if self.rx.has_data()
-            || (!self.busy_poll.is_zero()
-                && before.saturating_duration_since(self.last_work) < self.busy_poll)
+        // instead of blocking, so a burst right behind the last one costs no wake-up.
+        if !self.busy_poll.is_zero()
+            && before.saturating_duration_since(self.last_work) < self.busy_poll
         {
             timeout = Duration::ZERO;
         }
@@ -812,24 +810,9 @@ impl Worker {
             return;
         }
         let view = self.fib.enter();
-        // Holding more than half the receive buffers across turns would starve the worker's
-        // other data sockets (they share the ring): then the whole backlog goes this turn.
-        let budget = if self.rx.holds_most() {
-            Budget {
-                packets: usize::MAX,
-                until: None,
-            }
-        } else {
-            Budget {
-                packets: DATA_BUDGET,
-                until: Some(now.saturating_add(DATA_TIME_BUDGET)),
-            }
-        };
-        self.rx.handle_data(
-            driver,
-            &mut self.scratch,
-            budget,
-            |driver, rx_at, packet| {
+        let (mut since_send, mut sent_at) = (0usize, now);
+        self.rx
+            .handle_data(driver, &mut self.scratch, |driver, rx_at, packet| {
                 let role = match &mut self.role {
                     Role::Other(p, _) => RoleOut::Other { handoff: p },
                     Role::Zero(z) => RoleOut::Zero {
@@ -862,8 +845,35 @@ impl Worker {
                     &mut out,
                 );
                 count_in(&self.links, self.index, rx.as_ref(), n);
-            },
-        );
+                since_send += 1;
+                let due = since_send >= SEND_EVERY_PACKETS
+                    || (since_send % SEND_CHECK_EVERY == 0 && {
+                        let t = clock::now();
+                        t.saturating_duration_since(sent_at) >= SEND_EVERY_TIME
+                    });
+                if due {
+                    // Packets a flow's pack delay holds stay open; the rest leave now.
+                    self.packer.flush_due(
+                        &mut PackTx {
+                            tx: driver.tx(),
+                            sender: &mut self.sender,
+                            links: &self.links,
+                            worker: self.index,
+                            counters: &self.counters,
+                        },
+                        clock::now(),
+                    );
+                    if let Err(e) = driver.send_now() {
+                        // The turn's end submits again; count nothing twice.
+                        eprintln!(
+                            "weft-dataplane: worker {}: sending mid-turn: {e}",
+                            self.index
+                        );
+                    }
+                    since_send = 0;
+                    sent_at = clock::now();
+                }
+            });
     }
 
     fn worker0_turn(&mut self, now: Instant, driver: &mut UdpDriver) {

@@ -353,6 +353,27 @@ impl UdpDriver {
             }
             self.watches[slot].state = next;
         }
+        self.push_sends()
+    }
+
+    /// Submits the queued sends now, without waiting for or reaping any completion (they are
+    /// reaped by the next [`UdpDriver::run_once`]): for a caller in the middle of a long batch
+    /// whose packets should not wait for its end.
+    pub fn send_now(&mut self) -> io::Result<()> {
+        if self.tx.pending() == 0 {
+            return Ok(());
+        }
+        self.push_sends()?;
+        self.stats.enters += 1;
+        match self.ring.submit() {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pushes the tx queue's send groups into the SQ (as many as fit).
+    fn push_sends(&mut self) -> io::Result<()> {
         while let Some(group) = self.tx.peek_group() {
             let msg = self.tx.prepare(&group);
             let sqe = opcode::SendMsg::new(Fixed(u32::from(group.sock)), msg)
