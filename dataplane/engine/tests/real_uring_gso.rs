@@ -1,6 +1,6 @@
 //! Send path: runs of equal-size packets go out as one GSO `SENDMSG`, mixed sizes and
-//! destinations split into the right groups, and a full submission queue is submitted and
-//! retried rather than losing packets.
+//! destinations split into the right groups, a full submission queue is submitted and
+//! retried rather than losing packets, and `send_now` sends without a `run_once`.
 
 #![allow(
     clippy::unwrap_used,
@@ -164,4 +164,28 @@ fn full_pool_is_an_error_not_a_wait() {
     settle_sends(&mut d);
     let got = recv_all(&rx, 9);
     assert_eq!(got[8], b"hello");
+}
+
+/// `send_now` puts the queued packets on the wire without a `run_once`: the peer receives them
+/// (as one GSO send) while the caller has not reaped anything; the next `run_once` reaps the
+/// completion and frees the buffers.
+#[test]
+fn send_now_sends_without_waiting_for_run_once() {
+    let (mut d, _) = driver(&DriverConfig::default(), &SocketOptions::default());
+    let rx = peer();
+    let dst = rx.local_addr().unwrap();
+    let sent: Vec<Vec<u8>> = (0..8).map(|i| payload(i, 500)).collect();
+    for p in &sent {
+        d.tx().queue(0, dst, p).unwrap();
+    }
+    assert_eq!(d.tx().pending(), 8);
+    d.send_now().unwrap();
+    assert_eq!(d.tx().pending(), 0, "all handed to the kernel");
+    assert_eq!(recv_all(&rx, sent.len()), sent, "arrived before any run_once");
+    assert_eq!(d.tx().in_flight(), 8, "completions not reaped yet");
+    settle_sends(&mut d);
+    assert_eq!(d.tx().in_flight(), 0);
+    assert_eq!(d.stats().tx.gso_sends, 1);
+    // Nothing queued: nothing to do.
+    d.send_now().unwrap();
 }
