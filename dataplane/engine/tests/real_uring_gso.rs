@@ -181,7 +181,11 @@ fn send_now_sends_without_waiting_for_run_once() {
     assert_eq!(d.tx().pending(), 8);
     d.send_now().unwrap();
     assert_eq!(d.tx().pending(), 0, "all handed to the kernel");
-    assert_eq!(recv_all(&rx, sent.len()), sent, "arrived before any run_once");
+    assert_eq!(
+        recv_all(&rx, sent.len()),
+        sent,
+        "arrived before any run_once"
+    );
     assert_eq!(d.tx().in_flight(), 8, "completions not reaped yet");
     settle_sends(&mut d);
     assert_eq!(d.tx().in_flight(), 0);
