@@ -55,20 +55,26 @@ fn packet(sender: &mut LinkSender, dst: u16, dst_port: u16, seq: u64) -> Vec<u8>
     buf
 }
 
-#[test]
-fn two_workers_forward_and_deliver() {
+/// The line 1 - 2 - 3 with node 2 on cores 0 and 1, static routes, every link up.
+fn line_with_two_workers_at_node_2(name: &str) -> Overlay {
     let mut spec = Spec::simple(3, &[(0, 1, 2), (1, 2, 3)]);
     spec.nodes[1] = NodeSpec {
         id: 2,
         cores: vec![0, 1],
     };
-    let mut o = Overlay::start("workers", spec);
+    let mut o = Overlay::start(name, spec);
     o.publish_fib(1, &[(2, 0), (3, 0)]);
     o.publish_fib(2, &[(1, 0), (3, 1)]);
     o.publish_fib(3, &[(1, 1), (2, 1)]);
     for (node, link) in [(1, 0), (2, 0), (2, 1), (3, 1)] {
         o.wait_link_up(node, link, None);
     }
+    o
+}
+
+#[test]
+fn two_workers_forward_and_deliver() {
+    let o = line_with_two_workers_at_node_2("workers");
     let mut c2 = TestClient::connect(&o.session_socket(2));
     c2.bind(20);
     let mut c3 = TestClient::connect(&o.session_socket(3));
@@ -144,18 +150,7 @@ fn two_workers_forward_and_deliver() {
 /// different workers: both forward, and every flow arrives whole and in order at node 3.
 #[test]
 fn one_workers_flows_spread_over_the_next_nodes_workers() {
-    let mut spec = Spec::simple(3, &[(0, 1, 2), (1, 2, 3)]);
-    spec.nodes[1] = NodeSpec {
-        id: 2,
-        cores: vec![0, 1],
-    };
-    let mut o = Overlay::start("sublanes", spec);
-    o.publish_fib(1, &[(2, 0), (3, 0)]);
-    o.publish_fib(2, &[(1, 0), (3, 1)]);
-    o.publish_fib(3, &[(1, 1), (2, 1)]);
-    for (node, link) in [(1, 0), (2, 0), (2, 1), (3, 1)] {
-        o.wait_link_up(node, link, None);
-    }
+    let o = line_with_two_workers_at_node_2("sublanes");
     let mut c3 = TestClient::connect(&o.session_socket(3));
     c3.bind(30);
     let mut c1 = TestClient::connect(&o.session_socket(1));

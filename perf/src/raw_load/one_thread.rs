@@ -363,21 +363,7 @@ pub fn run(
     };
     let mut rx = vec![0u8; 2048];
     let mut sink = SinkSide {
-        r: SinkReport {
-            stats: RecvStats::new(),
-            seconds: 0.0,
-            data: DataCounts::default(),
-            packets: 0,
-            packet_bytes: 0,
-            receives: 0,
-            bad_packets: 0,
-            first_error: None,
-            socket_drops: None,
-            cpu_s: 0.0,
-            end: Default::default(),
-            timeline: Vec::new(),
-            rx: Default::default(),
-        },
+        r: SinkReport::empty(),
         interval: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)?,
         buf: vec![0u8; MAX_UDP_PAYLOAD],
         first: None,

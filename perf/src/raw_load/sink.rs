@@ -64,6 +64,27 @@ pub struct SinkReport {
     pub rx: RxStampReport,
 }
 
+impl SinkReport {
+    /// A report of nothing received yet.
+    pub fn empty() -> Self {
+        SinkReport {
+            stats: RecvStats::new(),
+            seconds: 0.0,
+            data: DataCounts::default(),
+            packets: 0,
+            packet_bytes: 0,
+            receives: 0,
+            bad_packets: 0,
+            first_error: None,
+            socket_drops: None,
+            cpu_s: 0.0,
+            end: EndCounts::default(),
+            timeline: Vec::new(),
+            rx: RxStampReport::default(),
+        }
+    }
+}
+
 /// The timeline's per-interval state.
 pub(super) struct Timeline {
     every: Duration,
@@ -153,21 +174,7 @@ fn receive_all(end: &mut FakeEnd, plan: SinkPlan, shared: &Shared) -> anyhow::Re
     let mut clock = RxClock::on(sock)?;
     let mut ctrl = CmsgBuf::default();
     let hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3);
-    let mut r = SinkReport {
-        stats: RecvStats::new(),
-        seconds: 0.0,
-        data: DataCounts::default(),
-        packets: 0,
-        packet_bytes: 0,
-        receives: 0,
-        bad_packets: 0,
-        first_error: None,
-        socket_drops: None,
-        cpu_s: 0.0,
-        end: EndCounts::default(),
-        timeline: Vec::new(),
-        rx: RxStampReport::default(),
-    };
+    let mut r = SinkReport::empty();
     let mut tl = plan.interval.map(Timeline::new).transpose()?;
     let mut interval = hist()?;
     let mut buf = vec![0u8; MAX_UDP_PAYLOAD];
