@@ -192,12 +192,13 @@ impl<'a> Originate<'a> {
             fragment: None,
             payload,
         };
-        let mut body = [0u8; RECORD_SCRATCH];
-        let Ok(n) = data.emit(&mut body) else {
-            return false;
-        };
         let rtt = Duration::from_micros(2 * u64::from(delay));
-        self.rel.send(self.now, link, rtt, &body[..n]).is_ok()
+        self.rel
+            .send_with(self.now, link, rtt, |slot| {
+                data.emit(slot)
+                    .map_err(weft_proto::forward::emit_error_drop)
+            })
+            .is_ok()
     }
 
     /// Sends an end-to-end ack (`body`, [`crate::reliable_flows::AckBody`]) to node `to`, best
@@ -392,17 +393,24 @@ impl Originate<'_> {
             };
             return self.packer.send_held(&mut t, link, &record, close_at);
         }
+        let one_way = Duration::from_micros(u64::from(delay));
+        if reliable {
+            // The link's sender numbers it and keeps it, encoded straight into its copy; it
+            // leaves from the worker's reliable turn, as the window and pacer allow.
+            return self
+                .rel
+                .send_with(self.now, link, one_way * 2, |slot| {
+                    data.emit(slot)
+                        .map_err(weft_proto::forward::emit_error_drop)
+                })
+                .map(|_| ());
+        }
         // Encode the record body, let the link's sender number it and keep a copy.
         let mut body = [0u8; RECORD_SCRATCH];
         let n = data
             .emit(&mut body)
             .map_err(weft_proto::forward::emit_error_drop)?;
         let body = &body[..n];
-        let one_way = Duration::from_micros(u64::from(delay));
-        if reliable {
-            // It leaves from the worker's reliable turn, as the window and pacer allow.
-            return self.rel.send(self.now, link, one_way * 2, body).map(|_| ());
-        }
         let remaining = service.deadline_us.saturating_sub(delay);
         let rt_meta = RtMeta {
             strikes: data.overlay.strikes,

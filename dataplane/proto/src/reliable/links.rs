@@ -240,13 +240,23 @@ impl RelLinks {
         if !rtt.is_zero() {
             l.sender.set_rtt(rtt);
         }
-        l.sender.handle_send(now, record).map_err(|e| match e {
-            RelSendError::WindowFull => DropReason::QueueFull,
-            RelSendError::TooLarge { len } => DropReason::BadLength {
-                field: "reliable.record",
-                value: len,
-            },
-        })
+        l.sender.handle_send(now, record).map_err(DropReason::from)
+    }
+
+    /// Like [`send`](Self::send), but `write` encodes the record straight into the sender's
+    /// copy (see [`RelSender::handle_send_with`]); its error is returned as it is.
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        link: LinkId,
+        rtt: Duration,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, DropReason>,
+    ) -> Result<u32, DropReason> {
+        let l = self.link_mut(link)?;
+        if !rtt.is_zero() {
+            l.sender.set_rtt(rtt);
+        }
+        l.sender.handle_send_with(now, write)
     }
 
     /// An Ack from peer incarnation `peer` on `link`, for this lane's data.
@@ -315,20 +325,21 @@ impl RelLinks {
         let scratch = &mut self.scratch;
         for l in self.links.iter_mut() {
             while let Some(t) = l.sender.poll_transmit(now) {
+                let seq = t.link_seq;
+                if !t.retransmission {
+                    emit(l.id, seq, RecordFlags::NONE, t.record);
+                    continue;
+                }
+                // A retransmission carries its age plus the time it waited: patched in a copy,
+                // so the kept record stays as first sent.
                 let n = t.record.len().min(scratch.len());
                 scratch[..n].copy_from_slice(&t.record[..n]);
-                let (seq, retx) = (t.link_seq, t.retransmission);
-                let flags = if retx {
-                    let waited = now.saturating_duration_since(t.first_sent);
-                    if let Ok(mut data) = DataPacket::new_checked(&mut scratch[..n]) {
-                        let us = u32::try_from(waited.as_micros()).unwrap_or(u32::MAX);
-                        data.header_mut().add_age_us(us);
-                    }
-                    RecordFlags::RETRANSMIT
-                } else {
-                    RecordFlags::NONE
-                };
-                emit(l.id, seq, flags, &scratch[..n]);
+                let waited = now.saturating_duration_since(t.first_sent);
+                if let Ok(mut data) = DataPacket::new_checked(&mut scratch[..n]) {
+                    let us = u32::try_from(waited.as_micros()).unwrap_or(u32::MAX);
+                    data.header_mut().add_age_us(us);
+                }
+                emit(l.id, seq, RecordFlags::RETRANSMIT, &scratch[..n]);
             }
         }
     }
@@ -397,6 +408,19 @@ impl RelTotals {
         self.refused += other.refused;
         self.held += other.held;
         self.abandoned += other.abandoned;
+    }
+}
+
+/// The drop a refused [`RelSender::handle_send`] counts as.
+impl From<RelSendError> for DropReason {
+    fn from(e: RelSendError) -> Self {
+        match e {
+            RelSendError::WindowFull => DropReason::QueueFull,
+            RelSendError::TooLarge { len } => DropReason::BadLength {
+                field: "reliable.record",
+                value: len,
+            },
+        }
     }
 }
 

@@ -242,29 +242,44 @@ impl RelSender {
             self.counters.too_large += 1;
             return Err(RelSendError::TooLarge { len: record.len() });
         }
+        self.handle_send_with(now, |slot| {
+            slot[..record.len()].copy_from_slice(record);
+            Ok(record.len())
+        })
+    }
+
+    /// Like [`handle_send`](Self::handle_send), but `write` encodes the record straight into
+    /// its slot (at most [`RelSenderLimits::record_len`] bytes) and returns its length, so the
+    /// record is not built elsewhere and copied in. If `write` fails, nothing is numbered or kept
+    /// and its error is returned.
+    pub fn handle_send_with<E: From<RelSendError>>(
+        &mut self,
+        now: Instant,
+        write: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<u32, E> {
         if !self.has_room() {
             self.counters.window_full += 1;
-            return Err(RelSendError::WindowFull);
+            return Err(RelSendError::WindowFull.into());
         }
         let seq = self.next_seq;
+        let i = self.index(seq);
+        let at = i * self.record_len;
+        let len = write(&mut self.bytes[at..at + self.record_len])?.min(self.record_len);
         self.next_seq = seq.wrapping_add(1);
         if self.next_seq == 0 {
             // 0 means "nothing yet" in a cumulative ack; the space skips it. Its slot is free.
             self.next_seq = 1;
         }
-        let i = self.index(seq);
         self.slots[i] = Slot {
             seq,
             in_flight: true,
             sacked: false,
             queued: false,
             retransmitted: false,
-            len: record.len(),
+            len,
             first_sent: now,
             last_sent: now,
         };
-        let at = i * self.record_len;
-        self.bytes[at..at + record.len()].copy_from_slice(record);
         Ok(seq)
     }
 

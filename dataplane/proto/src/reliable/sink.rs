@@ -172,6 +172,27 @@ impl E2eSink {
         outcome
     }
 
+    /// Whether message `seq` (`len` bytes) is the next in order with nothing held: then the
+    /// caller may hand it to the client straight from the packet, and if the client takes it,
+    /// call [`handle_delivered`](Self::handle_delivered) instead of keeping a copy here.
+    pub fn is_next_in_order(&self, seq: u64, len: usize) -> bool {
+        seq == self.next && self.held() == 0 && self.classify(seq, len) == SinkOutcome::Accepted
+    }
+
+    /// Message `seq`, for which [`is_next_in_order`](Self::is_next_in_order) held, was handed
+    /// to the client on arrival: the same state as taking it and then consuming it.
+    pub fn handle_delivered(&mut self, now: Instant, seq: u64) {
+        debug_assert!(seq == self.next && self.held() == 0);
+        self.counters.accepted += 1;
+        self.highest = self.highest.max(seq);
+        // Nothing was held, so everything below `next` was received and none above it.
+        self.received_below = seq + 1;
+        self.schedule_ack(now);
+        self.next += 1;
+        self.counters.delivered += 1;
+        self.ack_after_delivery(now);
+    }
+
     /// The next message in order, if it is here: `(seq, message)`. The caller hands it to the
     /// client and calls [`consume`](Self::consume); a client with no room leaves it here, and
     /// the source's window then stops the flow (backpressure, nothing lost).
@@ -202,6 +223,10 @@ impl E2eSink {
         self.slots[i].present = false;
         self.next += 1;
         self.counters.delivered += 1;
+        self.ack_after_delivery(now);
+    }
+
+    fn ack_after_delivery(&mut self, now: Instant) {
         // A quarter window delivered since the last ack: ack at once, the source waits on it.
         let since = self
             .delivered()

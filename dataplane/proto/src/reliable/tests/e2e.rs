@@ -154,3 +154,39 @@ fn a_message_held_for_order_ages_while_it_waits() {
     // Message 2 arrived 1 ms old and waited 20 ms for message 1.
     assert_eq!(sink.peek_age(ms(30)), 21_000);
 }
+
+#[test]
+fn a_message_delivered_on_arrival_leaves_the_sink_as_taking_and_consuming_it_would() {
+    // One sink keeps every message and delivers it; the other is handed each message that is
+    // next in order straight to the client. Their acks and counters must not differ.
+    let mut kept = E2eSink::new(params(8));
+    let mut direct = E2eSink::new(params(8));
+    // 3 arrives early (held), then 1, 2 fill the gap; 4 and 5 come in order after.
+    for (t, seq) in [(0, 3), (1, 1), (2, 2), (3, 4), (4, 5)] {
+        kept.handle_packet(ms(t), seq, b"m");
+        while kept.peek_deliver().is_some() {
+            kept.consume(ms(t));
+        }
+        if direct.is_next_in_order(seq, 1) {
+            assert!(seq >= 4, "{seq} went straight through");
+            direct.handle_delivered(ms(t), seq);
+        } else {
+            direct.handle_packet(ms(t), seq, b"m");
+            while direct.peek_deliver().is_some() {
+                direct.consume(ms(t));
+            }
+        }
+        assert_eq!(direct.ack(), kept.ack(), "after {seq}");
+        assert_eq!(direct.poll_ack(ms(t + 10)), kept.poll_ack(ms(t + 10)));
+    }
+    assert_eq!(direct.counters(), kept.counters());
+    assert_eq!(direct.delivered(), 5);
+    assert_eq!(direct.held(), 0);
+    // 1 and 2 were kept (3 was held); only 4 and 5 went straight through. A duplicate, a
+    // message behind a gap, one too large, or any message while something is held is kept.
+    assert!(!direct.is_next_in_order(5, 1), "a duplicate");
+    assert!(!direct.is_next_in_order(7, 1), "behind a gap");
+    assert!(!direct.is_next_in_order(6, 9), "too large");
+    direct.handle_packet(ms(20), 7, b"m");
+    assert!(!direct.is_next_in_order(6, 1), "7 is held");
+}

@@ -281,3 +281,27 @@ fn pacing_spaces_transmissions_at_the_configured_rate() {
     let span = sent[99] - sent[0];
     assert!((95..=99).contains(&span.as_millis()), "{span:?}");
 }
+
+#[test]
+fn a_record_written_in_place_is_kept_and_sent_and_a_failed_write_numbers_nothing() {
+    let (mut tx, _) = link_pair(4);
+    let seq = tx.handle_send_with(ms(0), |slot: &mut [u8]| {
+        assert_eq!(slot.len(), 16, "the whole slot, record_len bytes");
+        slot[..3].copy_from_slice(b"abc");
+        Ok::<_, RelSendError>(3)
+    });
+    assert_eq!(seq, Ok(1));
+    let failed = tx.handle_send_with(ms(0), |_: &mut [u8]| {
+        Err(RelSendError::TooLarge { len: 99 })
+    });
+    assert_eq!(failed, Err(RelSendError::TooLarge { len: 99 }));
+    assert_eq!(
+        tx.handle_send(ms(0), b"d"),
+        Ok(2),
+        "the failed write took no number"
+    );
+    let t = tx.poll_transmit(ms(0)).unwrap();
+    assert_eq!((t.link_seq, t.record), (1, &b"abc"[..]));
+    let t = tx.poll_transmit(ms(0)).unwrap();
+    assert_eq!((t.link_seq, t.record), (2, &b"d"[..]));
+}
