@@ -193,12 +193,21 @@ impl<'a> Originate<'a> {
             payload,
         };
         let rtt = Duration::from_micros(2 * u64::from(delay));
-        self.rel
-            .send_with(self.now, link, rtt, |slot| {
-                data.emit(slot)
-                    .map_err(weft_proto::forward::emit_error_drop)
-            })
-            .is_ok()
+        self.keep_reliable(link, rtt, &data).is_ok()
+    }
+
+    /// Hands `data` to `link`'s reliable sender, encoded straight into the copy it keeps;
+    /// returns its `link_seq`.
+    fn keep_reliable(
+        &mut self,
+        link: LinkId,
+        rtt: Duration,
+        data: &DataRepr<'_>,
+    ) -> Result<u32, DropReason> {
+        self.rel.send_with(self.now, link, rtt, |slot| {
+            data.emit(slot)
+                .map_err(weft_proto::forward::emit_error_drop)
+        })
     }
 
     /// Sends an end-to-end ack (`body`, [`crate::reliable_flows::AckBody`]) to node `to`, best
@@ -397,13 +406,7 @@ impl Originate<'_> {
         if reliable {
             // The link's sender numbers it and keeps it, encoded straight into its copy; it
             // leaves from the worker's reliable turn, as the window and pacer allow.
-            return self
-                .rel
-                .send_with(self.now, link, one_way * 2, |slot| {
-                    data.emit(slot)
-                        .map_err(weft_proto::forward::emit_error_drop)
-                })
-                .map(|_| ());
+            return self.keep_reliable(link, one_way * 2, &data).map(|_| ());
         }
         // Encode the record body, let the link's sender number it and keep a copy.
         let mut body = [0u8; RECORD_SCRATCH];

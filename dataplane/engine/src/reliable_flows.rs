@@ -317,18 +317,10 @@ impl ReliableFlows {
         let seq = d.seq + 1;
         if f.sink.is_next_in_order(seq, d.payload.len()) {
             // The usual case, in order with nothing waiting: straight to the client, no copy.
-            let info = DeliverInfo {
-                from_node: f.src,
-                from_port: f.src_port,
-                flow: f.flow,
-                seq: d.seq,
-                age_us: d.age_us,
-                group: None,
-            };
+            let info = f.deliver_info(seq, d.age_us);
             if deliver(f.dst_port, &info, d.payload).is_ok() {
                 f.sink.handle_delivered(now, seq);
-                counters.add(Counter::Delivered, 1);
-                counters.add(Counter::RelDelivered, 1);
+                count_delivered(counters);
                 return Ok(());
             }
         }
@@ -505,21 +497,33 @@ impl ReliableFlows {
 }
 
 /// Hands the sink's in-order messages to the client while it takes them.
+impl SinkFlow {
+    /// What the client is told of end-to-end message `seq` (numbered from 1; the client
+    /// numbers from 0), `age_us` old.
+    fn deliver_info(&self, seq: u64, age_us: u32) -> DeliverInfo {
+        DeliverInfo {
+            from_node: self.src,
+            from_port: self.src_port,
+            flow: self.flow,
+            seq: seq - 1,
+            age_us,
+            group: None,
+        }
+    }
+}
+
+fn count_delivered(counters: &WorkerCounters) {
+    counters.add(Counter::Delivered, 1);
+    counters.add(Counter::RelDelivered, 1);
+}
+
 fn drain(f: &mut SinkFlow, now: Instant, deliver: &mut DeliverFn<'_>, counters: &WorkerCounters) {
     while let Some((seq, msg)) = f.sink.peek_deliver() {
-        let info = DeliverInfo {
-            from_node: f.src,
-            from_port: f.src_port,
-            flow: f.flow,
-            seq: seq - 1,
-            age_us: f.sink.peek_age(now),
-            group: None,
-        };
+        let info = f.deliver_info(seq, f.sink.peek_age(now));
         match deliver(f.dst_port, &info, msg) {
             Ok(()) => {
                 f.sink.consume(now);
-                counters.add(Counter::Delivered, 1);
-                counters.add(Counter::RelDelivered, 1);
+                count_delivered(counters);
             }
             // The client's buffer is full, or nobody is bound yet: it waits here.
             Err(_) => break,
